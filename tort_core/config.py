@@ -1,0 +1,417 @@
+"""The run configuration: typed, validated in one place, with the thesis's values as defaults.
+
+A config is resolved in layers, later layers winning:
+
+    field defaults (Tort, thesis)  →  recipe defaults (per mode)  →  profile  →  --set overrides
+
+Keys are dotted paths (`loss.teacher_temp`, `views.mask_scale`), the same names that sweep specs,
+Parquet columns and `--set` use. Every mistake is reported as one line naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .registry import suggest
+
+Pair = tuple[float, float]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
+
+
+def _check_range(name: str, pair: Pair, lo_open: bool = True, hi: float = 1.0, hi_open: bool = False) -> Pair:
+    lo_v, hi_v = pair
+    ok_lo = lo_v > 0 if lo_open else lo_v >= 0
+    ok_hi = hi_v < hi if hi_open else hi_v <= hi
+    if not (ok_lo and lo_v < hi_v and ok_hi):
+        bound = f"0 {'<' if lo_open else '<='} lo < hi {'<' if hi_open else '<='} {hi:g}"
+        raise ValueError(f"{name} must satisfy {bound}, got {list(pair)}")
+    return pair
+
+
+class ModelConfig(_Section):
+    name: str = Field("vit_base_patch16_224", description="any timm model name")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra timm.create_model kwargs")
+    drop_path: float = Field(0.1, ge=0, lt=1, description="stochastic depth rate")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate (sota uses 0.1)")
+    init: Path | None = Field(None, description="local checkpoint to fine-tune from (never downloaded)")
+
+
+class DataConfig(_Section):
+    dataset: str = Field("digits", description="registered dataset name, see `tort datasets`")
+    root: Path | None = Field(None, description="local root for file-based datasets (TORT_DATA_ROOT)")
+    num_workers: int = Field(0, ge=0)
+    eval_batch_size: int = Field(256, ge=1)
+    pin_memory: bool = True
+
+
+class ViewsConfig(_Section):
+    """Multi-crop views of one image: 2 global, 1 masked global, `n_local` local views."""
+
+    global_size: int = Field(224, ge=8)
+    local_size: int = Field(96, ge=4)
+    n_local: int = Field(6, ge=0)
+    global_scale: Pair = (0.4, 1.0)
+    local_scale: Pair = (0.05, 0.4)
+    mask_scale: Pair = Field((0.4, 0.6), description="area fraction of the erased rectangle")
+    mask_ratio: Pair = Field((0.75, 1.0), description="aspect ratio of the erased rectangle")
+    rot_prob: float = Field(0.5, ge=0, le=1, description="probability that a global-like view is rotated")
+    teacher_rotated: bool = Field(
+        True, description="the teacher sees the same (rotated) global-like views as the student, as in the thesis"
+    )
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
+    jitter_prob: float = Field(0.8, ge=0, le=1)
+    grayscale_prob: float = Field(0.2, ge=0, le=1)
+    blur_sigma: Pair = (0.1, 2.0)
+    blur_prob_global1: float = Field(1.0, ge=0, le=1)
+    blur_prob_global2: float = Field(0.1, ge=0, le=1)
+    blur_prob_local: float = Field(0.5, ge=0, le=1)
+    solarize_prob: float = Field(0.2, ge=0, le=1)
+    eval_crop_pct: float = Field(0.875, gt=0, le=1, description="centre-crop fraction at evaluation")
+
+    @field_validator("global_scale", "local_scale")
+    @classmethod
+    def _crop_scale(cls, v: Pair, info) -> Pair:
+        lo, hi = v
+        if not (0 < lo <= hi <= 1):
+            raise ValueError(f"{info.field_name} must satisfy 0 < lo <= hi <= 1, got {list(v)}")
+        return v
+
+    @field_validator("mask_scale")
+    @classmethod
+    def _mask_scale(cls, v: Pair) -> Pair:
+        return _check_range("mask_scale", v, hi_open=True)
+
+    @field_validator("mask_ratio", "blur_sigma")
+    @classmethod
+    def _positive_pair(cls, v: Pair, info) -> Pair:
+        if not (0 < v[0] <= v[1]):
+            raise ValueError(f"{info.field_name} must satisfy 0 < lo <= hi, got {list(v)}")
+        return v
+
+
+class HeadConfig(_Section):
+    """DINO-style contrastive head: MLP (hidden, GELU) → bottleneck → L2 norm → weight-normed layer."""
+
+    out_dim: int = Field(1024, ge=1)
+    hidden_dim: int = Field(2048, ge=1)
+    bottleneck_dim: int = Field(256, ge=1)
+    nlayers: int = Field(3, ge=1)
+    norm_last_layer: bool = Field(True, description="freeze the weight norm of the last layer at 1")
+
+
+class LossConfig(_Section):
+    enabled: list[str] = Field(default_factory=lambda: ["distill", "supervised", "rotation"])
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"distill": 1.0, "supervised": 2.5, "rotation": 1.0}
+    )
+    student_temp: float = Field(0.1, gt=0)
+    teacher_temp: float = Field(0.04, gt=0)
+    warmup_teacher_temp: float = Field(0.04, gt=0, description="teacher temperature at epoch 0")
+    warmup_teacher_temp_epochs: int = Field(0, ge=0, description="linear warm-up of the teacher temperature")
+    center_momentum: float = Field(0.9, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("enabled")
+    @classmethod
+    def _enabled(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one loss must be enabled")
+        if len(set(v)) != len(v):
+            raise ValueError(f"losses listed twice: {v}")
+        from .losses import LOSSES
+
+        for name in v:
+            if name not in LOSSES:
+                raise ValueError(
+                    f"unknown loss '{name}'{suggest(name, LOSSES.names())}; known: {', '.join(LOSSES.names())}"
+                )
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        from .losses import LOSSES
+
+        for name, w in v.items():
+            if name not in LOSSES:
+                raise ValueError(f"weight for unknown loss '{name}'{suggest(name, LOSSES.names())}")
+            if w < 0:
+                raise ValueError(f"weight of '{name}' must be >= 0, got {w}")
+        return v
+
+
+class OptimConfig(_Section):
+    name: str = Field("lookahead_adamw", description="timm optimizer name (lookahead_ prefix wraps it)")
+    lr: float = Field(5e-4, gt=0)
+    min_lr: float = Field(1e-6, ge=0)
+    warmup_lr: float = Field(1e-8, ge=0)
+    warmup_epochs: int = Field(10, ge=0)
+    cooldown_epochs: int = Field(3, ge=0, description="epochs at min_lr after the cosine decay")
+    warmup_prefix: bool = Field(True, description="cosine starts after warm-up, so lr == base lr at its end")
+    weight_decay: float = Field(0.04, ge=0)
+    clip_grad: float | None = Field(3.0, gt=0, description="global gradient-norm clip; null disables")
+    betas: Pair = (0.9, 0.999)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (fine-tuning)")
+
+
+class TeacherConfig(_Section):
+    momentum: float = Field(0.9998, ge=0, le=1, description="EMA momentum at the first step")
+    final_momentum: float = Field(1.0, ge=0, le=1, description="EMA momentum at the last step")
+
+
+class AugConfig(_Section):
+    """Augmentation of the single-view supervised pipeline (the sota recipe)."""
+
+    randaugment: str | None = Field("rand-m9-mstd0.5-inc1", description="timm RandAugment string; null disables")
+    mixup: float = Field(0.2, ge=0)
+    cutmix: float = Field(0.0, ge=0)
+    scale: Pair = (0.08, 1.0)
+    hflip: float = Field(0.5, ge=0, le=1)
+
+
+class EvalConfig(_Section):
+    knn_k: int = Field(20, ge=1)
+    knn_temperature: float = Field(0.07, gt=0, description="softmax temperature of weighted k-NN votes (DINO)")
+    knn_features: Literal["head", "backbone"] = Field(
+        "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding"
+    )
+    every: int = Field(1, ge=1, description="evaluate every N epochs (and always at the last)")
+
+
+class RunConfig(_Section):
+    recipe: str = "tort"
+    profile: str = "thesis"
+    mode: Literal["scratch", "finetune"] = "scratch"
+    seed: int = 0
+    epochs: int = Field(100, ge=1, description="warm-up + cosine epochs; cool-down epochs come on top")
+    batch_size: int = Field(32, ge=2)
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
+    compile: bool = Field(False, description="torch.compile the student's forward")
+    finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
+    heads: HeadConfig = Field(default_factory=HeadConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    aug: AugConfig = Field(default_factory=AugConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        if self.optim.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+            )
+        if self.optim.min_lr > self.optim.lr:
+            raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")
+        if self.mode == "finetune" and self.model.init is None:
+            raise ValueError("mode 'finetune' needs model.init (--init PATH), a local checkpoint")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.optim.cooldown_epochs
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys → JSON-able scalars (lists and dicts as JSON text), for tables and Parquet."""
+        out: dict[str, Any] = {}
+        for key, value in flatten(self.model_dump(mode="json")).items():
+            out[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        return out
+
+    def content_hash(self) -> str:
+        """A stable id of what the run computes: excludes where and how fast it runs."""
+        data = self.model_dump(mode="json")
+        for section, key in RUNTIME_ONLY_KEYS:
+            (data[section] if section else data).pop(key, None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# Keys that change where or how fast a run executes but not what it computes.
+RUNTIME_ONLY_KEYS = [("", "device"), ("data", "num_workers"), ("data", "pin_memory"), ("data", "eval_batch_size"),
+                     ("data", "root"), ("", "finite_check_every"), ("", "profile")]
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k not in _DICT_FIELDS:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+# dict-typed fields: their entries are values, not sub-sections
+_DICT_FIELDS = {"kwargs", "weights"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles: named overlays that scale the whole run (model, crop sizes, data, epochs).
+
+def _thesis_profile(recipe: str) -> dict[str, Any]:
+    return {
+        "model.name": "vit_base_patch16_224",
+        "views.global_size": 224,
+        "views.local_size": 96,
+        "epochs": 100,
+        "data.dataset": "flowers102",
+        "data.num_workers": min(8, os.cpu_count() or 1),
+    }
+
+
+def _demo_profile(recipe: str) -> dict[str, Any]:
+    # A tiny ViT on the embedded digits (32 px): crops keep the thesis's 224:96 proportion roughly
+    # (32:16 with 4-px patches), a couple of minutes on 2 CPU cores.
+    overlay: dict[str, Any] = {
+        "model.name": "vit_tiny_patch16_224",
+        "model.kwargs": {"patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3},
+        "views.global_size": 32,
+        "views.local_size": 16,
+        "views.n_local": 4,
+        "views.eval_crop_pct": 1.0,
+        "heads.hidden_dim": 512,
+        "heads.bottleneck_dim": 128,
+        "heads.out_dim": 256,
+        "data.dataset": "digits",
+        "data.num_workers": 0,
+        "epochs": 6,
+        "batch_size": 64,
+        "optim.warmup_epochs": 1,
+        "optim.cooldown_epochs": 1,
+        "optim.lr": 2e-3,
+        "teacher.momentum": 0.996,
+    }
+    if recipe == "sota":
+        overlay.update({"optim.lr": 2e-3, "epochs": 8, "optim.cooldown_epochs": 0, "aug.randaugment": "rand-m5-mstd0.5"})
+    return overlay
+
+
+PROFILES: dict[str, Any] = {"thesis": _thesis_profile, "demo": _demo_profile}
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """`["loss.teacher_temp=0.06", "views.mask_scale=[0.2,0.4]"]` → dict; values are YAML."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set '{item}': expected key=value, e.g. --set loss.teacher_temp=0.06")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def known_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(known_keys(ann, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def check_key(key: str, where: str = "--set") -> None:
+    keys = known_keys()
+    if key in keys:
+        return
+    head = key.rsplit(".", 1)[0]
+    if head in keys and head.split(".")[-1] in _DICT_FIELDS:
+        return  # an entry of a dict field, e.g. model.kwargs.depth
+    raise ConfigError(f"{where}: unknown key '{key}'{suggest(key, keys)}; see `tort config --keys`")
+
+
+def _set_path(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def validation_message(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{where}: {loc}: {msg}{more}"
+
+
+def build_config(
+    recipe: str = "tort",
+    profile: str = "thesis",
+    mode: str = "scratch",
+    overrides: dict[str, Any] | None = None,
+    where: str = "--set",
+) -> RunConfig:
+    """Resolve defaults → recipe → profile → overrides into a validated RunConfig."""
+    from .recipes import RECIPES
+
+    if profile not in PROFILES:
+        raise ConfigError(
+            f"unknown profile '{profile}'{suggest(profile, list(PROFILES))}; choose one of: {', '.join(PROFILES)}"
+        )
+    rec = RECIPES.get(recipe)
+    overrides = dict(overrides or {})
+    for key in overrides:
+        check_key(key, where)
+    layers: dict[str, Any] = {"recipe": recipe, "profile": profile, "mode": mode}
+    layers.update(rec.defaults(mode))
+    layers.update(PROFILES[profile](recipe))
+    layers.update(overrides)
+    if "data.root" not in layers and os.environ.get("TORT_DATA_ROOT"):
+        layers["data.root"] = os.environ["TORT_DATA_ROOT"]
+    nested: dict[str, Any] = {}
+    for key, value in layers.items():
+        _set_path(nested, key, value)
+    try:
+        cfg = RunConfig.model_validate(nested)
+    except ValidationError as err:
+        raise ConfigError(validation_message(err, where)) from None
+    rec.validate(cfg)
+    validate_names(cfg, where)
+    return cfg
+
+
+def validate_names(cfg: RunConfig, where: str = "config") -> None:
+    """Names that live in registries outside this module: dataset and timm model."""
+    from .data import DATASETS
+    from .models import check_model_name
+
+    for key, check in (("data.dataset", lambda: DATASETS.get(cfg.data.dataset)),
+                       ("model.name", lambda: check_model_name(cfg.model.name))):
+        try:
+            check()
+        except ConfigError as err:
+            msg = str(err).removeprefix(f"{key}: ")
+            raise ConfigError(f"{where}: {key}: {msg}") from None
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(validation_message(err, where)) from None

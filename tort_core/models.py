@@ -1,0 +1,153 @@
+"""Backbone factory (timm), heads, multi-crop forward, EMA teacher update, checkpoint init."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HeadConfig, ModelConfig
+from .errors import ConfigError
+
+
+def check_model_name(name: str) -> None:
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:3]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise ConfigError(f"model.name: unknown timm model '{name}'{hint}; see timm.list_models()")
+
+
+def create_backbone(cfg: ModelConfig, img_size: int) -> nn.Module:
+    """A timm model without classifier (num_classes=0) returning pooled embeddings.
+
+    ViT-family models get `dynamic_img_size=True`, so 96-px local views interpolate the position
+    embedding inside timm; no weights are ever downloaded (pretrained=False; see `load_init`).
+    """
+    check_model_name(cfg.name)
+    kwargs = dict(num_classes=0, drop_rate=cfg.dropout, drop_path_rate=cfg.drop_path)
+    spatial = dict(img_size=img_size, dynamic_img_size=True)
+    try:
+        model = timm.create_model(cfg.name, pretrained=False, **kwargs, **spatial, **cfg.kwargs)
+    except TypeError:
+        # Models without position embeddings (CNNs, ...) take neither argument.
+        model = timm.create_model(cfg.name, pretrained=False, **kwargs, **cfg.kwargs)
+    return model
+
+
+def embed_dim(backbone: nn.Module) -> int:
+    return int(getattr(backbone, "num_features"))
+
+
+class DINOHead(nn.Module):
+    """MLP (nlayers, GELU) → bottleneck → L2-normalise → weight-normalised linear to out_dim.
+
+    `forward` returns (logits, bottleneck): the L2-normalised bottleneck is the representation
+    used by k-NN evaluation.
+    """
+
+    def __init__(self, in_dim: int, cfg: HeadConfig):
+        super().__init__()
+        dims = [in_dim] + [cfg.hidden_dim] * (cfg.nlayers - 1) + [cfg.bottleneck_dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(nn.GELU())
+        self.mlp = nn.Sequential(*layers)
+        self.apply(self._init)
+        self.last_layer = nn.utils.parametrizations.weight_norm(
+            nn.Linear(cfg.bottleneck_dim, cfg.out_dim, bias=False)
+        )
+        gain = self.last_layer.parametrizations.weight.original0
+        gain.data.fill_(1.0)
+        if cfg.norm_last_layer:
+            gain.requires_grad = False
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = F.normalize(self.mlp(x), dim=-1, p=2)
+        return self.last_layer(z), z
+
+
+def resolution_groups(views: list[torch.Tensor]) -> list[tuple[int, int]]:
+    """[(start, end)) index ranges of consecutive views that share a resolution."""
+    groups, start = [], 0
+    for i in range(1, len(views) + 1):
+        if i == len(views) or views[i].shape[-1] != views[start].shape[-1]:
+            groups.append((start, i))
+            start = i
+    return groups
+
+
+def forward_views(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """Embed a list of [B, C, H, W] views with one forward per resolution → [len(views)·B, D]."""
+    outs = [backbone(torch.cat(views[a:b])) for a, b in resolution_groups(views)]
+    return torch.cat(outs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher: a copy of the student at step 0, then an EMA after every optimiser step.
+
+def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
+    """Momentum at `step` (0-based) of a cosine from `base` (first step) to `final` (last step)."""
+    if total_steps <= 1:
+        return final
+    progress = min(step, total_steps - 1) / (total_steps - 1)
+    return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+@torch.no_grad()
+def ema_update(teacher_params: list[torch.Tensor], student_params: list[torch.Tensor], momentum: float) -> None:
+    """θ_t ← m·θ_t + (1 − m)·θ_s, one fused foreach call for all parameters."""
+    torch._foreach_lerp_(teacher_params, student_params, 1.0 - momentum)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning init from a local file (safe loading: tensors only, never code).
+
+def _unwrap(state: dict) -> dict:
+    for key in ("student_backbone", "backbone", "state_dict", "model", "student"):
+        if key in state and isinstance(state[key], dict):
+            return _unwrap(state[key])
+    return state
+
+
+def load_init(backbone: nn.Module, path: Path) -> tuple[int, int]:
+    """Load backbone weights from a local checkpoint; returns (#loaded, #missing) tensors."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model.init: checkpoint '{path}' does not exist; pass a local .pt/.pth/.safetensors file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ConfigError(f"model.init: cannot read '{path}' as a weights-only checkpoint ({type(err).__name__})") from None
+    state = _unwrap(state)
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()
+             if not k.startswith(("head.", "fc.", "classifier."))}
+    filter_fn = getattr(__import__(type(backbone).__module__, fromlist=["x"]), "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        try:
+            state = filter_fn(state, backbone)  # resamples position embeddings to this img_size
+        except Exception:  # noqa: BLE001 - fall back to a plain non-strict load
+            pass
+    own = backbone.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ConfigError(f"model.init: no tensor in '{path}' matches the backbone's names and shapes")
+    backbone.load_state_dict(usable, strict=False)
+    return len(usable), len(own) - len(usable)

@@ -1,0 +1,229 @@
+"""Recipe registry: `tort` (the thesis's method) and `sota` (Steiner et al.'s supervised baseline).
+
+A recipe owns everything that differs between training methods: its config defaults, the
+training transform, the modules (a `TrainingSystem`), and the optimiser/schedule choices. The
+trainer (`trainer.fit`) only calls the `TrainingSystem` interface, so a new recipe is a new
+registered class, never an edit of the trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .errors import ConfigError
+from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_PROJ, TEACHER_PROJ, LossContext, StepOutputs,
+                     build_losses)
+from .models import DINOHead, cosine_momentum, create_backbone, ema_update, embed_dim, forward_views, load_init
+from .registry import Registry
+from .views import GLOBAL_LIKE, MultiCropTransform, rotate, sample_rotations, supervised_transform
+
+
+class TrainingSystem(nn.Module):
+    """What the trainer drives. Subclasses implement the four methods below."""
+
+    def trainable(self) -> nn.Module:
+        """The module whose parameters the optimiser updates."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, ctx: LossContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and per-step metrics (detached device tensors)."""
+        raise NotImplementedError
+
+    def after_optimizer_step(self, ctx: LossContext) -> dict[str, float]:
+        """Hook after each optimiser step (EMA); returns scalars to record (e.g. momentum)."""
+        return {}
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class logits, k-NN features) for evaluation images."""
+        raise NotImplementedError
+
+
+class Recipe:
+    name: str
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        return {}
+
+    def validate(self, cfg: RunConfig) -> None:
+        pass
+
+    def train_transform(self, cfg: RunConfig):
+        raise NotImplementedError
+
+    def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
+        raise NotImplementedError
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+
+
+def _backbone(cfg: RunConfig) -> nn.Module:
+    backbone = create_backbone(cfg.model, cfg.views.global_size)
+    if cfg.model.init is not None:
+        load_init(backbone, cfg.model.init)
+    if cfg.compile:
+        backbone.compile()
+    return backbone
+
+
+# ---------------------------------------------------------------------------------------------
+# Tort
+
+class TortSystem(TrainingSystem):
+    def __init__(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int):
+        super().__init__()
+        self.cfg = cfg
+        backbone = _backbone(cfg)
+        dim = embed_dim(backbone)
+        self.student = nn.ModuleDict({"backbone": backbone, "proj": DINOHead(dim, cfg.heads)})
+        self.class_head = nn.Linear(dim, num_classes)
+        self.rot_head = nn.Linear(dim, 4)
+        # The teacher starts as an exact copy of the student, then follows it by EMA.
+        self.teacher = copy.deepcopy(self.student)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.losses = build_losses(cfg.loss, cfg.heads.out_dim, cfg.total_epochs)
+        self.needs = frozenset().union(*(loss.needs for loss in self.losses.values()))
+        self.total_steps = cfg.total_epochs * steps_per_epoch
+        self._trainable = nn.ModuleDict({"student": self.student, "class_head": self.class_head,
+                                         "rot_head": self.rot_head})
+
+    def train(self, mode: bool = True) -> TortSystem:
+        super().train(mode)
+        self.teacher.eval()  # the teacher never uses dropout or stochastic depth
+        return self
+
+    def trainable(self) -> nn.Module:
+        return self._trainable
+
+    def training_step(self, batch, ctx: LossContext):
+        views, labels = batch
+        b = labels.shape[0]
+        rot = sample_rotations(GLOBAL_LIKE * b, self.cfg.views.rot_prob, labels.device)
+        global_like = [rotate(views[i], rot[i * b:(i + 1) * b]) for i in range(GLOBAL_LIKE)]
+        # Supervised and rotation heads only see global-like views: skip local views when no loss
+        # compares them (the supervised-only and rotation-only ablations).
+        student_views = global_like + list(views[GLOBAL_LIKE:]) if STUDENT_PROJ in self.needs else global_like
+        emb = forward_views(self.student["backbone"], student_views)
+        glob = emb[: GLOBAL_LIKE * b]
+        outputs: dict[str, torch.Tensor] = {}
+        if STUDENT_PROJ in self.needs:
+            outputs[STUDENT_PROJ] = self.student["proj"](emb)[0]
+        if CLASS_LOGITS in self.needs:
+            outputs[CLASS_LOGITS] = self.class_head(glob)
+        if ROT_LOGITS in self.needs:
+            outputs[ROT_LOGITS] = self.rot_head(glob)
+        if TEACHER_PROJ in self.needs:
+            teacher_views = global_like if self.cfg.views.teacher_rotated else list(views[:GLOBAL_LIKE])
+            with torch.no_grad():
+                outputs[TEACHER_PROJ] = self.teacher["proj"](forward_views(self.teacher["backbone"], teacher_views))[0]
+        out = StepOutputs(batch_size=b, n_student_views=len(student_views), n_teacher_views=GLOBAL_LIKE,
+                          outputs=outputs, targets=labels.repeat(GLOBAL_LIKE), rot_labels=rot)
+        total = torch.zeros((), device=labels.device)
+        metrics: dict[str, torch.Tensor] = {}
+        for name, loss_fn in self.losses.items():
+            value = loss_fn(out, ctx)
+            total = total + self.cfg.loss.weights.get(name, 1.0) * value
+            metrics[f"loss_{name}"] = value.detach()
+            metrics.update(loss_fn.metrics())
+        if CLASS_LOGITS in outputs:
+            metrics["train_top1"] = (outputs[CLASS_LOGITS].argmax(-1) == out.targets).float().mean()
+        return total, metrics
+
+    def after_optimizer_step(self, ctx: LossContext) -> dict[str, float]:
+        m = cosine_momentum(ctx.step, self.total_steps, self.cfg.teacher.momentum, self.cfg.teacher.final_momentum)
+        if not hasattr(self, "_ema_pairs"):
+            self._ema_pairs = (list(self.teacher.parameters()), list(self.student.parameters()))
+        ema_update(*self._ema_pairs, m)
+        return {"momentum": m}
+
+    @torch.no_grad()
+    def embed(self, x):
+        emb = self.student["backbone"](x)
+        feats = self.student["proj"](emb)[1] if self.cfg.eval.knn_features == "head" else emb
+        return self.class_head(emb), feats
+
+
+@RECIPES.register("tort")
+class TortRecipe(Recipe):
+    name = "tort"
+
+    def train_transform(self, cfg: RunConfig):
+        return MultiCropTransform(cfg.views)
+
+    def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
+        return TortSystem(cfg, num_classes, steps_per_epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# sota: supervised ViT training after Steiner et al., as run by the thesis with timm's script
+
+class SupervisedSystem(TrainingSystem):
+    def __init__(self, cfg: RunConfig, num_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = _backbone(cfg)
+        self.head = nn.Sequential(nn.Dropout(cfg.model.dropout), nn.Linear(embed_dim(self.backbone), num_classes))
+        self.losses = build_losses(cfg.loss, num_classes, cfg.total_epochs)
+        self.mixup = None
+        if cfg.aug.mixup > 0 or cfg.aug.cutmix > 0:
+            from timm.data import Mixup
+
+            self.mixup = Mixup(mixup_alpha=cfg.aug.mixup, cutmix_alpha=cfg.aug.cutmix,
+                               label_smoothing=cfg.loss.label_smoothing, num_classes=num_classes)
+        self._trainable = nn.ModuleDict({"backbone": self.backbone, "head": self.head})
+
+    def trainable(self) -> nn.Module:
+        return self._trainable
+
+    def training_step(self, batch, ctx: LossContext):
+        x, y = batch
+        targets = y
+        if self.mixup is not None:
+            x, targets = self.mixup(x, y)
+        logits = self.head(self.backbone(x))
+        out = StepOutputs(batch_size=y.shape[0], n_student_views=1, n_teacher_views=0,
+                          outputs={CLASS_LOGITS: logits}, targets=targets)
+        loss = self.losses["supervised"](out, ctx)
+        return loss, {"loss_supervised": loss.detach(),
+                      "train_top1": (logits.argmax(-1) == y).float().mean()}
+
+    @torch.no_grad()
+    def embed(self, x):
+        emb = self.backbone(x)
+        return self.head(emb), emb
+
+
+@RECIPES.register("sota")
+class SotaRecipe(Recipe):
+    name = "sota"
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        base = {
+            "batch_size": 64, "optim.name": "adam", "optim.lr": 3e-3, "optim.warmup_lr": 1e-6,
+            "optim.warmup_epochs": 3, "optim.cooldown_epochs": 0, "optim.weight_decay": 0.1,
+            "optim.clip_grad": 1.0, "model.dropout": 0.1, "model.drop_path": 0.1,
+            "loss.enabled": ["supervised"], "loss.weights": {"supervised": 1.0},
+            "loss.label_smoothing": 0.0, "eval.knn_features": "backbone",
+        }
+        if mode == "finetune":
+            base.update({"optim.name": "sgd", "optim.lr": 1e-3, "optim.momentum": 0.9, "optim.weight_decay": 0.0})
+        return base
+
+    def validate(self, cfg: RunConfig) -> None:
+        if cfg.loss.enabled != ["supervised"]:
+            raise ConfigError(f"loss.enabled: recipe 'sota' trains with ['supervised'] only, got {cfg.loss.enabled}")
+        if (cfg.aug.mixup > 0 or cfg.aug.cutmix > 0) and cfg.batch_size % 2:
+            raise ConfigError(f"batch_size: Mixup needs an even batch size, got {cfg.batch_size}")
+
+    def train_transform(self, cfg: RunConfig):
+        return supervised_transform(cfg.views.global_size, cfg.aug)
+
+    def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
+        return SupervisedSystem(cfg, num_classes)

@@ -1,0 +1,128 @@
+"""Multi-crop views (2 global, 1 masked global, N local), masking, rotation and eval transforms.
+
+The CPU transform produces *unrotated* views; rotation happens per sample on the batch in the
+training step (`sample_rotations` + `rotate`), so the teacher can be given either the rotated or
+the unrotated global-like views without augmenting twice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from PIL import Image
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torchvision import transforms as T
+from torchvision.transforms import InterpolationMode
+
+from .config import AugConfig, ViewsConfig
+
+BICUBIC = InterpolationMode.BICUBIC
+
+# Index layout of the list returned by MultiCropTransform.
+GLOBAL_LIKE = 3  # global 1, global 2, masked
+
+
+def _normalize() -> T.Compose:
+    return T.Compose([T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
+
+
+def _blur(p: float, sigma: tuple[float, float]) -> T.RandomApply:
+    # sigma is in pixels, like the PIL radius DINO draws; the kernel covers ±3 sigma.
+    kernel = 2 * math.ceil(3 * sigma[1]) + 1
+    return T.RandomApply([T.GaussianBlur(kernel_size=kernel, sigma=sigma)], p=p)
+
+
+class MaskErase:
+    """Erase one rectangle (to 0, the mean after normalisation) covering an area fraction drawn
+    uniformly from `scale`, with an aspect ratio drawn log-uniformly from `ratio`.
+
+    Unlike torchvision's RandomErasing it never silently skips: the rectangle is clamped to fit.
+    """
+
+    def __init__(self, scale: tuple[float, float], ratio: tuple[float, float]):
+        self.scale = scale
+        self.ratio = ratio
+
+    def box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        area = height * width * torch.empty(1).uniform_(*self.scale).item()
+        log_r = torch.empty(1).uniform_(math.log(self.ratio[0]), math.log(self.ratio[1])).item()
+        aspect = math.exp(log_r)
+        h = min(height, max(1, round(math.sqrt(area * aspect))))
+        w = min(width, max(1, round(area / h)))
+        i = int(torch.randint(0, height - h + 1, (1,)).item())
+        j = int(torch.randint(0, width - w + 1, (1,)).item())
+        return i, j, h, w
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        i, j, h, w = self.box(img.shape[-2], img.shape[-1])
+        img = img.clone()
+        img[..., i : i + h, j : j + w] = 0
+        return img
+
+
+class MultiCropTransform:
+    """PIL image → [global 1, global 2, masked, local × n_local] normalised tensors."""
+
+    def __init__(self, cfg: ViewsConfig):
+        self.n_local = cfg.n_local
+        flip_jitter = [
+            T.RandomHorizontalFlip(p=0.5),
+            T.RandomApply([T.ColorJitter(*cfg.color_jitter)], p=cfg.jitter_prob),
+            T.RandomGrayscale(p=cfg.grayscale_prob),
+        ]
+        g_crop = T.RandomResizedCrop(cfg.global_size, scale=cfg.global_scale, interpolation=BICUBIC)
+        self.global1 = T.Compose([g_crop, *flip_jitter, _blur(cfg.blur_prob_global1, cfg.blur_sigma), _normalize()])
+        self.global2 = T.Compose([
+            g_crop, *flip_jitter, _blur(cfg.blur_prob_global2, cfg.blur_sigma),
+            T.RandomSolarize(threshold=128, p=cfg.solarize_prob), _normalize(),
+        ])
+        self.masked = T.Compose([g_crop, *flip_jitter, _normalize(), MaskErase(cfg.mask_scale, cfg.mask_ratio)])
+        self.local = T.Compose([
+            T.RandomResizedCrop(cfg.local_size, scale=cfg.local_scale, interpolation=BICUBIC),
+            *flip_jitter, _blur(cfg.blur_prob_local, cfg.blur_sigma), _normalize(),
+        ])
+
+    def __call__(self, image: Image.Image) -> list[torch.Tensor]:
+        views = [self.global1(image), self.global2(image), self.masked(image)]
+        views.extend(self.local(image) for _ in range(self.n_local))
+        return views
+
+
+def eval_transform(size: int, crop_pct: float) -> T.Compose:
+    return T.Compose([
+        T.Resize(int(round(size / crop_pct)), interpolation=BICUBIC),
+        T.CenterCrop(size),
+        _normalize(),
+    ])
+
+
+def supervised_transform(size: int, aug: AugConfig):
+    """The single-view pipeline of the sota recipe: timm's RandAugment training transform."""
+    from timm.data import create_transform
+
+    return create_transform(
+        input_size=size, is_training=True, scale=aug.scale, hflip=aug.hflip,
+        auto_augment=aug.randaugment, interpolation="bicubic", re_prob=0.0,
+        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotation: per sample, exact multiples of 90°, label k ∈ {0, 1, 2, 3} = k·90° counter-clockwise.
+
+def sample_rotations(n: int, prob: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Each sample is rotated with probability `prob`, by 90/180/270° uniformly; 0 = unrotated."""
+    angle = torch.randint(1, 4, (n,))
+    rotated = torch.rand(n) < prob
+    return (angle * rotated).to(device, non_blocking=True)
+
+
+def rotate(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of a square batch `x` [B, C, H, W] by `k[b]`·90°, without host syncs."""
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError("per-sample rotation needs square views")
+    k = k.view(-1, 1, 1, 1)
+    out = torch.where(k == 1, torch.rot90(x, 1, dims=(-2, -1)), x)
+    out = torch.where(k == 2, torch.rot90(x, 2, dims=(-2, -1)), out)
+    return torch.where(k == 3, torch.rot90(x, 3, dims=(-2, -1)), out)
