@@ -62,6 +62,14 @@ def load_dataset(name: str, root: Path | None, options: Any = None) -> DatasetPa
     return DATASETS.get(name)(root, options)
 
 
+def limit(pair: DatasetPair, train: int | None, test: int | None) -> DatasetPair:
+    """The first `train` / `test` images of each split (None keeps the split whole)."""
+    from torch.utils.data import Subset
+
+    cut = lambda ds, n: ds if n is None or n >= len(ds) else Subset(ds, range(n))  # noqa: E731
+    return DatasetPair(cut(pair.train, train), cut(pair.test, test), pair.num_classes, pair.name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Embedded default: scikit-learn's bundled UCI handwritten digits (real scans, ships in the wheel).
 

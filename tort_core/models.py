@@ -12,13 +12,13 @@ from torch import nn
 
 from .config import HeadConfig, ModelConfig
 from .errors import ConfigError
+from .registry import suggest
 
 
 def check_model_name(name: str) -> None:
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:3]
-        hint = f" (similar: {', '.join(close)})" if close else ""
-        raise ConfigError(f"model.name: unknown timm model '{name}'{hint}; see timm.list_models()")
+        raise ConfigError(f"model.name: unknown timm model '{name}'{suggest(name, timm.list_models())}; "
+                          f"see timm.list_models()")
 
 
 def create_backbone(cfg: ModelConfig, img_size: int) -> nn.Module:

@@ -60,7 +60,7 @@ class Recipe:
         raise NotImplementedError
 
 
-RECIPES: Registry[Recipe] = Registry("recipe")
+RECIPES: Registry[type[Recipe]] = Registry("recipe")
 
 
 def _backbone(cfg: RunConfig) -> nn.Module:
@@ -91,8 +91,6 @@ class TortSystem(TrainingSystem):
         self.losses = build_losses(cfg.loss, cfg.heads.out_dim, cfg.total_epochs)
         self.needs = frozenset().union(*(loss.needs for loss in self.losses.values()))
         self.total_steps = cfg.total_epochs * steps_per_epoch
-        self._trainable = nn.ModuleDict({"student": self.student, "class_head": self.class_head,
-                                         "rot_head": self.rot_head})
 
     def train(self, mode: bool = True) -> TortSystem:
         super().train(mode)
@@ -100,7 +98,8 @@ class TortSystem(TrainingSystem):
         return self
 
     def trainable(self) -> nn.Module:
-        return self._trainable
+        # Built on demand: registering it as a child would store every tensor twice in state_dict.
+        return nn.ModuleDict({"student": self.student, "class_head": self.class_head, "rot_head": self.rot_head})
 
     def training_step(self, batch, ctx: LossContext):
         views, labels = batch
@@ -177,10 +176,9 @@ class SupervisedSystem(TrainingSystem):
 
             self.mixup = Mixup(mixup_alpha=cfg.aug.mixup, cutmix_alpha=cfg.aug.cutmix,
                                label_smoothing=cfg.loss.label_smoothing, num_classes=num_classes)
-        self._trainable = nn.ModuleDict({"backbone": self.backbone, "head": self.head})
 
     def trainable(self) -> nn.Module:
-        return self._trainable
+        return nn.ModuleDict({"backbone": self.backbone, "head": self.head})
 
     def training_step(self, batch, ctx: LossContext):
         x, y = batch
@@ -213,7 +211,7 @@ class SotaRecipe(Recipe):
             "loss.label_smoothing": 0.0, "eval.knn_features": "backbone",
         }
         if mode == "finetune":
-            base.update({"optim.name": "sgd", "optim.lr": 1e-3, "optim.momentum": 0.9, "optim.weight_decay": 0.0})
+            base.update({"optim.name": "momentum", "optim.lr": 1e-3, "optim.momentum": 0.9, "optim.weight_decay": 0.0})
         return base
 
     def validate(self, cfg: RunConfig) -> None:

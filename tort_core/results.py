@@ -1,0 +1,81 @@
+"""Result files: atomic Parquet writes and the per-run metric recorder used by `tort train`.
+
+Every write goes to a temporary file in the same directory and is renamed into place, so a run
+killed at any moment leaves either the previous complete file or the new complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .trainer import Callback, RunResult
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+class ParquetRecorder(Callback):
+    """Writes `metrics.parquet` (one row per epoch, with `meta` columns) after every epoch."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = Path(path)
+        self.meta = meta
+        self.rows: list[dict[str, Any]] = []
+
+    def on_fit_start(self, cfg, info) -> None:
+        if self.path.exists():  # resuming: keep the epochs that the checkpoint already holds
+            old = pd.read_parquet(self.path)
+            self.rows = old[old["epoch"] <= info["start_epoch"]].to_dict("records")
+
+    def on_epoch_end(self, record, checkpoint) -> None:
+        self.rows.append({**self.meta, **record})
+        write_parquet_atomic(pd.DataFrame(self.rows), self.path)
+
+
+class SummaryWriter(Callback):
+    """Writes `summary.json`: status, error, final and best metrics."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = Path(path)
+        self.meta = meta
+
+    def on_fit_end(self, result: RunResult) -> None:
+        write_json_atomic(summarize(result, self.meta), self.path)
+
+
+def summarize(result: RunResult, meta: dict[str, Any]) -> dict[str, Any]:
+    final = result.final
+    out: dict[str, Any] = {**meta, "status": result.status, "error": result.error, "epochs": len(result.records)}
+    for key in ("test_top1", "knn_top1", "loss"):
+        values = [r[key] for r in result.records if key in r]
+        if values:
+            out[f"final_{key}"] = final.get(key)
+            out[f"best_{key}"] = min(values) if key == "loss" else max(values)
+    if result.records:
+        out["wall_seconds"] = sum(r.get("epoch_seconds", 0.0) for r in result.records)
+        out["samples_per_s"] = sum(r.get("samples_per_s", 0.0) for r in result.records) / len(result.records)
+    return out

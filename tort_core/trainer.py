@@ -1,0 +1,357 @@
+"""The training loop: `fit(config)` → one metric record per epoch, checkpoints, exact resume.
+
+Read top to bottom: seed → data → recipe system → optimiser and per-step LR schedule → epochs of
+(steps, Lookahead sync, evaluation, record, checkpoint, callbacks). Recipes supply the step; the
+loop is the same for all of them.
+
+Determinism: every augmentation is a pure function of (seed, epoch, sample index) — see
+`SeededViews` — and each epoch reseeds the global RNGs, so a run resumed from its epoch-k
+checkpoint continues exactly like an uninterrupted one, with or without loader workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import resource
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.optim import create_optimizer_v2, list_optimizers, param_groups_weight_decay
+from timm.scheduler import CosineLRScheduler
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .config import RunConfig
+from .data import DatasetPair, Transformed, limit, load_dataset
+from .errors import ConfigError, TrainingFailed
+from .evaluate import evaluate
+from .losses import LossContext, teacher_temperature
+from .recipes import RECIPES, TrainingSystem
+from .views import eval_transform
+
+CHECKPOINT = "checkpoint.pt"
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks: how records leave the loop (Parquet, progress bars, Ray Tune, wandb).
+
+class Callback:
+    def on_fit_start(self, cfg: RunConfig, info: dict[str, Any]) -> None: ...
+
+    def on_step_end(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None: ...
+
+    def on_epoch_end(self, record: dict[str, float], checkpoint: Path | None) -> None: ...
+
+    def on_fit_end(self, result: RunResult) -> None: ...
+
+
+@dataclass
+class RunResult:
+    status: str  # "completed" | "failed"
+    records: list[dict[str, float]] = field(default_factory=list)
+    error: str | None = None
+    run_dir: Path | None = None
+    config_id: str = ""
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.records[-1] if self.records else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeding and data
+
+def _mix(*parts: int) -> int:
+    """A well-spread 63-bit seed from integers (stable across processes, unlike hash())."""
+    x = 0x9E3779B97F4A7C15
+    for p in parts:
+        x = ((x ^ (p & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class EpochSampler(Sampler):
+    """Shuffles per (seed, epoch) and yields (epoch, index) so workers know the epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, 1))
+        return iter([(self.epoch, int(i)) for i in torch.randperm(self.n, generator=g)])
+
+
+class SeededViews(Dataset):
+    """Training views whose randomness depends only on (seed, epoch, index)."""
+
+    def __init__(self, base: Dataset, transform, seed: int):
+        self.base, self.transform, self.seed = base, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        s = _mix(self.seed, epoch, index, 2)
+        torch.manual_seed(s)
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        image, label = self.base[index]
+        return self.transform(image), label
+
+
+def _loader(ds: Dataset, cfg: RunConfig, device: torch.device, **kw) -> DataLoader:
+    workers = cfg.data.num_workers
+    return DataLoader(ds, num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=cfg.data.pin_memory and device.type == "cuda", **kw)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' requested but CUDA is not available; use --set device=cpu")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser and schedule
+
+def build_optimizer(system: TrainingSystem, cfg: RunConfig) -> torch.optim.Optimizer:
+    name = cfg.optim.name
+    base = name.removeprefix("lookahead_")
+    if base not in list_optimizers():
+        raise ConfigError(f"optim.name: unknown timm optimizer '{name}'; see timm.optim.list_optimizers()")
+    module = system.trainable()
+    no_decay: set[str] = set()
+    for prefix, m in module.named_modules():
+        if hasattr(m, "no_weight_decay"):
+            no_decay |= {f"{prefix}.{n}" if prefix else n for n in m.no_weight_decay()}
+    groups = param_groups_weight_decay(module, cfg.optim.weight_decay, no_weight_decay_list=no_decay)
+    extra: dict[str, Any] = {"betas": tuple(cfg.optim.betas)} if "adam" in base else {}
+    return create_optimizer_v2(groups, opt=name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                               momentum=cfg.optim.momentum, **extra)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int) -> CosineLRScheduler:
+    """Per-step LR: warm-up from warmup_lr, cosine to min_lr at `epochs`, then flat (cool-down)."""
+    o = cfg.optim
+    warmup = o.warmup_epochs * steps_per_epoch
+    decay = cfg.epochs * steps_per_epoch - (warmup if o.warmup_prefix else 0)
+    return CosineLRScheduler(optimizer, t_initial=max(1, decay), lr_min=o.min_lr, warmup_t=warmup,
+                             warmup_lr_init=o.warmup_lr, warmup_prefix=o.warmup_prefix, t_in_epochs=False,
+                             cycle_limit=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: atomic writes, safe (weights-only) loading.
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # readers never see a half-written checkpoint
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[Callback] = (),
+        resume: bool = True, data: DatasetPair | None = None) -> RunResult:
+    """Train `cfg` to the end (or resume it from `run_dir`'s checkpoint) and return its records."""
+    run_dir = Path(run_dir).resolve() if run_dir is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    config_id = cfg.content_hash()
+    device = resolve_device(cfg.device)
+    use_amp = cfg.amp and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+
+    # Data
+    seed_all(cfg.seed)
+    data = limit(data or load_dataset(cfg.data.dataset, cfg.data.root), cfg.data.train_limit, cfg.data.test_limit)
+    recipe = RECIPES.get(cfg.recipe)()
+    train_ds = SeededViews(data.train, recipe.train_transform(cfg), cfg.seed)
+    if len(train_ds) < cfg.batch_size:
+        raise ConfigError(f"batch_size: {cfg.batch_size} exceeds the {len(train_ds)} training images of "
+                          f"'{cfg.data.dataset}'")
+    sampler = EpochSampler(len(train_ds), cfg.seed)
+    train_loader = _loader(train_ds, cfg, device, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+    steps_per_epoch = len(train_loader)
+    eval_tf = eval_transform(cfg.views.global_size, cfg.views.eval_crop_pct)
+    bank_loader = _loader(Transformed(data.train, eval_tf), cfg, device, batch_size=cfg.data.eval_batch_size)
+    test_loader = _loader(Transformed(data.test, eval_tf), cfg, device, batch_size=cfg.data.eval_batch_size)
+
+    # Model, optimiser, schedule
+    system = recipe.build(cfg, data.num_classes, steps_per_epoch).to(device)
+    optimizer = build_optimizer(system, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    clip_params = [p for p in system.trainable().parameters() if p.requires_grad]
+    total_steps = cfg.total_epochs * steps_per_epoch
+
+    start_epoch, global_step, records = 0, 0, []
+    ckpt_path = run_dir / CHECKPOINT if run_dir is not None else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state["config_id"] != config_id:
+            raise ConfigError(f"run dir '{run_dir}' holds a checkpoint of a different config "
+                              f"({state['config_id']} ≠ {config_id}); use another output directory")
+        system.load_state_dict(state["system"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch, global_step, records = state["epoch"] + 1, state["global_step"], list(state["records"])
+
+    info = {"config_id": config_id, "device": str(device), "steps_per_epoch": steps_per_epoch,
+            "total_epochs": cfg.total_epochs, "start_epoch": start_epoch, "num_classes": data.num_classes,
+            "train_size": len(data.train), "test_size": len(data.test),  # type: ignore[arg-type]
+            "parameters": sum(p.numel() for p in clip_params)}
+    for cb in callbacks:
+        cb.on_fit_start(cfg, info)
+
+    result = RunResult("completed", records, run_dir=run_dir, config_id=config_id)
+    try:
+        for epoch in range(start_epoch, cfg.total_epochs):
+            record = _train_epoch(cfg, system, optimizer, scheduler, train_loader, sampler, clip_params,
+                                  epoch, global_step, total_steps, data.num_classes, device, autocast, callbacks)
+            global_step += steps_per_epoch
+            if hasattr(optimizer, "sync_lookahead"):
+                optimizer.sync_lookahead()  # evaluate (and checkpoint) the slow weights
+            t_eval = time.perf_counter()
+            if (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == cfg.total_epochs:
+                record.update(evaluate(system, bank_loader, test_loader, data.num_classes, cfg.eval.knn_k,
+                                       cfg.eval.knn_temperature, device, autocast))
+            record["eval_seconds"] = time.perf_counter() - t_eval
+            record["epoch_seconds"] = record["train_seconds"] + record["eval_seconds"]
+            record["peak_mem_mb"] = _peak_memory_mb(device)
+            records.append(record)
+            if ckpt_path is not None:
+                save_checkpoint(ckpt_path, {
+                    "epoch": epoch, "global_step": global_step, "config_id": config_id,
+                    "config": cfg.model_dump(mode="json"), "system": system.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(), "records": records,
+                })
+            for cb in callbacks:
+                cb.on_epoch_end(record, ckpt_path)
+    except TrainingFailed as err:
+        result.status, result.error = "failed", str(err)
+    for cb in callbacks:
+        cb.on_fit_end(result)
+    return result
+
+
+def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params, epoch, global_step,
+                 total_steps, num_classes, device, autocast, callbacks) -> dict[str, float]:
+    seed_all(_mix(cfg.seed, epoch, 3))
+    sampler.set_epoch(epoch)
+    system.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sums: dict[str, torch.Tensor] = {}
+    extra: dict[str, float] = {}
+    lr = optimizer.param_groups[0]["lr"]
+    images, n_steps = 0, 0
+    t0 = time.perf_counter()
+    for i, batch in enumerate(loader):
+        batch = _to_device(batch, device)
+        ctx = LossContext(epoch=epoch, step=global_step + i, total_steps=total_steps, num_classes=num_classes)
+        with autocast():
+            loss, metrics = system.training_step(batch, ctx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.clip_grad is not None:
+            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(clip_params, cfg.optim.clip_grad, foreach=True)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step_update(num_updates=global_step + i + 1)
+        extra = system.after_optimizer_step(ctx)
+        # Accumulate on the device: no host sync per step.
+        metrics["loss"] = loss.detach()
+        for k, v in metrics.items():
+            v = v.detach().float()
+            sums[k] = sums[k] + v if k in sums else v.clone()
+        images += batch[-1].shape[0]
+        n_steps += 1
+        if (i + 1) % cfg.finite_check_every == 0:
+            _check_finite(sums, epoch, global_step + i)
+        for cb in callbacks:
+            cb.on_step_end(epoch, i, len(loader))
+    train_seconds = time.perf_counter() - t0
+    means = {k: v / max(n_steps, 1) for k, v in sums.items()}
+    _check_finite(means, epoch, global_step + n_steps - 1)
+    record: dict[str, float] = {k: float(v) for k, v in means.items()}
+    if "train_top1" in record:
+        record["train_top1"] *= 100.0
+    record.update({
+        "epoch": epoch + 1, "step": global_step + n_steps, "lr": lr,
+        "teacher_temp": teacher_temperature(epoch, cfg.loss), **extra,
+        "train_seconds": train_seconds, "samples_per_s": images / max(train_seconds, 1e-9),
+    })
+    return record
+
+
+def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    losses = {k: v for k, v in sums.items() if k.startswith("loss")}
+    if not losses:
+        return
+    values = torch.stack([v.reshape(()) for v in losses.values()])
+    if not bool(torch.isfinite(values).all()):
+        bad = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items() if not math.isfinite(float(v)))
+        raise TrainingFailed(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {bad}")
+
+
+def _to_device(batch, device: torch.device):
+    views, labels = batch
+    if isinstance(views, (list, tuple)):
+        views = [v.to(device, non_blocking=True) for v in views]
+    else:
+        views = views.to(device, non_blocking=True)
+    return views, labels.to(device, non_blocking=True)
