@@ -109,6 +109,102 @@ def show_config(
 
 
 @app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="sweep spec (YAML), e.g. sweeps/teacher_temp.yaml"),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="replace the spec's profile (demo: tiny ViT "
+                                                                         "on the embedded digits)"),
+    sets: Optional[list[str]] = SETS,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the trials, what varies, their ids and the "
+                                                          "estimated cost; run nothing"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted sweep: missing trials only, each "
+                                                        "from its last finished epoch"),
+    force: bool = typer.Option(False, "--force", help="recompute every trial, even those complete in the store"),
+    results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
+    address: Optional[str] = typer.Option(None, "--address", help="existing Ray cluster to run on ('auto' or "
+                                                                  "HOST:PORT); default: a local Ray instance"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="trials at once"),
+    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", min=0,
+                                                   help="GPUs per trial (fractions share a GPU; 0: CPU)"),
+    wandb: bool = typer.Option(True, "--wandb/--no-wandb", help="one W&B run per trial (offline without "
+                                                                "credentials, under RESULTS/wandb)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress display"),
+) -> None:
+    """Run a sweep spec on Ray Tune; results go to the Parquet store (--results) and W&B."""
+    from tort_core.config import parse_sets
+    from tort_core.errors import ConfigError
+    from tort_core.sweep.spec import load_spec
+
+    if resume and force:
+        raise ConfigError("--resume and --force contradict each other: --resume keeps finished trials, "
+                          "--force recomputes them; pass one")
+    spec_obj = load_spec(spec)  # a malformed spec fails here, before torch and Ray are even imported
+    from tort_core.sweep.runner import plan_sweep, run_sweep
+
+    plan = plan_sweep(spec_obj, profile=profile, sets=parse_sets(sets), results_dir=results, force=force)
+    if dry_run:
+        _print_plan(plan, max_concurrent or plan.spec.max_concurrent)
+        return
+    outcome = run_sweep(plan, resume=resume, force=force, address=address, max_concurrent=max_concurrent,
+                        gpus_per_trial=gpus_per_trial, wandb=wandb, progress=progress, console=err)
+    _print_outcome(outcome)
+    if outcome.interrupted:
+        err.print(f"sweep '{outcome.sweep}' interrupted; `tort sweep {spec} --resume` runs the missing trials")
+        raise typer.Exit(130)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _print_plan(plan, concurrency) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tort_core.sweep.display import fmt_seconds
+
+    exp = plan.expansion
+    status = {t.id: "done" for t in plan.skipped}
+    status.update({t.id: "resume" if t.id in plan.partial else "new" for t in plan.to_run})
+    out.print(f"sweep {plan.spec.name} ({plan.spec.source}), profile {exp.profile}: {len(plan.trials)} trials, "
+              f"{len(plan.to_run)} to run, {len(plan.skipped)} already complete"
+              + (f", {exp.duplicates} duplicate grid point(s) merged" if exp.duplicates else ""))
+    if plan.spec.description:
+        out.print(plan.spec.description.strip())
+    if exp.collapsed:
+        out.print(f"--set replaces the axes: {', '.join(exp.collapsed)}")
+    varying = exp.varying or ["seed", "data.dataset"]
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ["#", "id", *varying, "status", "est. time"]:
+        table.add_column(col, no_wrap=col in ("#", "id", "status", "est. time"), overflow="fold")
+    for t in plan.trials:
+        flat = t.config.flat()
+        est = plan.cost.per_trial.get(t.id)
+        table.add_row(str(t.index), t.id, *[escape(str(flat.get(k))) for k in varying], status[t.id],
+                      fmt_seconds(est) if est is not None and status[t.id] != "done" else "-")
+    out.print(table)
+    out.print(f"values that differ per trial: {', '.join(exp.varying) or '(none)'}")
+    out.print(f"estimated cost of the {len(plan.to_run)} trial(s) to run: {plan.cost.describe(concurrency)}")
+
+
+def _print_outcome(outcome) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tort_core.sweep.display import fmt_seconds
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("id", "trial", "status", "epochs", "top1", "knn", "time", "error"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "status", "epochs"))
+    style = {"completed": "green", "failed": "bold red", "stopped": "yellow", "skipped": "dim", "not run": "dim"}
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for t in outcome.trials:
+        table.add_row(t.id, escape(t.label), f"[{style.get(t.status, '')}]{t.status}[/]", f"{t.epochs_done}/{t.total_epochs}",
+                      fmt(t.final_test_top1), fmt(t.final_knn_top1), fmt_seconds(t.wall_seconds),
+                      escape((t.error or "")[:120]))
+    out.print(table)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts().items()))
+    out.print(f"sweep {outcome.sweep}: {counts} in {fmt_seconds(outcome.wall_seconds)} → {outcome.results_dir}")
+
+
+@app.command()
 def datasets() -> None:
     """List the registered datasets."""
     from tort_core.data import DATASETS

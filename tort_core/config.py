@@ -113,9 +113,14 @@ class HeadConfig(_Section):
 
 
 class LossConfig(_Section):
-    enabled: list[str] = Field(default_factory=lambda: ["distill", "supervised", "rotation"])
+    enabled: list[str] = Field(
+        default_factory=lambda: ["distill", "supervised", "rotation"],
+        description="any non-empty subset of distill, supervised, rotation, region (EsViT's region-level "
+                    "distillation; it shares student_temp, teacher_temp and its schedule, and center_momentum)",
+    )
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"distill": 1.0, "supervised": 2.5, "rotation": 1.0}
+        default_factory=lambda: {"distill": 1.0, "supervised": 2.5, "rotation": 1.0},
+        description="weight of each enabled loss in the total; a loss without an entry weighs 1.0 (region)",
     )
     student_temp: float = Field(0.1, gt=0)
     teacher_temp: float = Field(0.04, gt=0)
@@ -388,7 +393,9 @@ def build_config(
     layers.update(overrides)
     if "data.root" not in layers and os.environ.get("TORT_DATA_ROOT"):
         layers["data.root"] = os.environ["TORT_DATA_ROOT"]
-    nested: dict[str, Any] = {}
+    # Start from the defaults so that `loss.weights.region=0.5` adds one entry to the weights dict
+    # instead of replacing it; a whole-dict value (`loss.weights={...}`) still replaces.
+    nested: dict[str, Any] = RunConfig().model_dump()
     for key, value in layers.items():
         _set_path(nested, key, value)
     try:

@@ -1,4 +1,4 @@
-"""Loss registry: distillation (DINO-style), supervised CE, rotation CE.
+"""Loss registry: distillation (DINO-style), supervised CE, rotation CE, region distillation (EsViT).
 
 A loss is an `nn.Module` registered by name. It declares the model outputs it `needs`; the
 recipe computes only those, so a disabled loss costs nothing and its head gets no gradient.
@@ -21,6 +21,12 @@ STUDENT_PROJ = "student_proj"  # contrastive-head logits of the student, all vie
 TEACHER_PROJ = "teacher_proj"  # contrastive-head logits of the teacher, global-like [G·B, K]
 CLASS_LOGITS = "class_logits"  # supervised head on the global-like views           [G·B, C]
 ROT_LOGITS = "rot_logits"  # rotation head on the global-like views               [G·B, 4]
+# Region level: one row per spatial token, view-major (view, sample, token); views differ in their
+# token count T_v (StepOutputs.student_regions / teacher_regions).
+STUDENT_REGION = "student_region"  # backbone region features of the student, all views [Σ_v B·T_v, D]
+TEACHER_REGION = "teacher_region"  # backbone region features of the teacher            [Σ_g B·T_g, D]
+STUDENT_DENSE = "student_dense"  # dense-head logits of the student's regions          [Σ_v B·T_v, K]
+TEACHER_DENSE = "teacher_dense"  # dense-head logits of the teacher's regions          [Σ_g B·T_g, K]
 
 
 @dataclass
@@ -31,6 +37,8 @@ class StepOutputs:
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     targets: torch.Tensor | None = None  # int labels [G·B] or soft targets [G·B, C]
     rot_labels: torch.Tensor | None = None  # [G·B]
+    student_regions: tuple[int, ...] = ()  # T_v, region tokens of each student view
+    teacher_regions: tuple[int, ...] = ()  # T_g, region tokens of each teacher view
 
 
 @dataclass
@@ -156,3 +164,83 @@ class RotationLoss(Loss):
 
     def forward(self, out: StepOutputs, ctx: LossContext) -> torch.Tensor:
         return F.cross_entropy(out.outputs[ROT_LOGITS].float(), out.rot_labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Region level (EsViT's L_R)
+
+def match_regions(student_feats: torch.Tensor, teacher_feats: torch.Tensor) -> torch.Tensor:
+    """For each student region, the index of the teacher region with the highest cosine similarity.
+
+    student_feats [..., Ts, D], teacher_feats [..., Tt, D] (leading dims broadcast) → [..., Ts].
+    In float32: bf16 rounding would turn near-ties into arbitrary matches.
+    """
+    s = F.normalize(student_feats.float(), dim=-1)
+    t = F.normalize(teacher_feats.float(), dim=-1)
+    return (s @ t.transpose(-1, -2)).argmax(dim=-1)
+
+
+def matched_ce(teacher_probs: torch.Tensor, student_logp: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each student region against the teacher region it was matched to.
+
+    teacher_probs [..., Tt, K], student_logp [..., Ts, K], match [..., Ts] → [..., Ts].
+    """
+    lead = match.shape[:-1]
+    probs = teacher_probs.expand(*lead, *teacher_probs.shape[-2:])
+    idx = match.unsqueeze(-1).expand(*match.shape, probs.shape[-1])
+    return -(torch.gather(probs, -2, idx) * student_logp).sum(dim=-1)
+
+
+def split_regions(rows: torch.Tensor, counts: tuple[int, ...], batch_size: int) -> list[tuple[int, torch.Tensor]]:
+    """View-major region rows → [(first view, [n_views, B, T, ·])], one entry per run of views that
+    share a token count (i.e. a resolution), so each run is handled in one batched op."""
+    out: list[tuple[int, torch.Tensor]] = []
+    start, row = 0, 0
+    for i in range(1, len(counts) + 1):
+        if i == len(counts) or counts[i] != counts[start]:
+            n, t = i - start, counts[start]
+            out.append((start, rows[row:row + n * batch_size * t].reshape(n, batch_size, t, -1)))
+            row += n * batch_size * t
+            start = i
+    return out
+
+
+@LOSSES.register("region")
+class RegionLoss(DistillLoss):
+    """EsViT's region-level distillation L_R.
+
+    Each student region is matched to the teacher region (same teacher view) whose *backbone*
+    feature is most cosine-similar, as EsViT matches on the backbone's region features; the
+    cross-entropy is taken between the dense head's outputs of the two regions: the teacher's
+    centred and sharpened (its own centre, the view-level temperatures and schedule), the
+    student's at the student temperature. It is averaged over the student's regions, the batch and
+    the view-level loss's pairs (every teacher view vs every *other* student view). The matching
+    is a hard assignment: gradients reach the student only through its dense-head logits, and
+    through them its backbone.
+    """
+
+    needs = frozenset({STUDENT_REGION, TEACHER_REGION, STUDENT_DENSE, TEACHER_DENSE})
+
+    def forward(self, out: StepOutputs, ctx: LossContext) -> torch.Tensor:
+        b = out.batch_size
+        t_logits = out.outputs[TEACHER_DENSE].float().detach()
+        probs = F.softmax((t_logits - self.center) / teacher_temperature(ctx.epoch, self.cfg), dim=-1)
+        logp = F.log_softmax(out.outputs[STUDENT_DENSE].float() / self.cfg.student_temp, dim=-1)
+        s_feats = out.outputs[STUDENT_REGION].detach()
+        t_feats = out.outputs[TEACHER_REGION].detach()
+        teacher_views = [(first + k, feats[k], p[k])
+                         for (first, feats), (_, p) in zip(split_regions(t_feats, out.teacher_regions, b),
+                                                           split_regions(probs, out.teacher_regions, b))
+                         for k in range(feats.shape[0])]
+        student_runs = list(zip(split_regions(s_feats, out.student_regions, b),
+                                split_regions(logp, out.student_regions, b)))
+        pair_losses = []
+        for i, t_feat, t_probs in teacher_views:
+            for (first, s_feat), (_, s_logp) in student_runs:
+                # All student views of one resolution against teacher view i at once: [n, B, Ts].
+                ce = matched_ce(t_probs, s_logp, match_regions(s_feat, t_feat)).mean(dim=(1, 2))
+                keep = [k for k in range(ce.shape[0]) if first + k != i]  # same crop: no pair
+                pair_losses.append(ce[keep])
+        loss = torch.cat(pair_losses).mean()
+        self.update_center(t_logits)
+        return loss

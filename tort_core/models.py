@@ -21,21 +21,51 @@ def check_model_name(name: str) -> None:
                           f"see timm.list_models()")
 
 
+# Ways to tell a timm model its input geometry, most specific first. ViT and Swin take
+# `dynamic_img_size`: built for the global size, they accept any size their patch grid allows
+# (ViT interpolates its position embedding; Swin builds its shifted-window masks per forward and
+# pads a grid that is not a whole number of windows). Older Swins only know `strict_img_size`;
+# CNNs take neither.
+_SPATIAL_KWARGS = (("img_size", "dynamic_img_size"), ("img_size", "strict_img_size"), ("img_size",), ())
+
+
 def create_backbone(cfg: ModelConfig, img_size: int) -> nn.Module:
     """A timm model without classifier (num_classes=0) returning pooled embeddings.
 
-    ViT-family models get `dynamic_img_size=True`, so 96-px local views interpolate the position
-    embedding inside timm; no weights are ever downloaded (pretrained=False; see `load_init`).
+    The model is built for `img_size` (the global views) and, where the architecture allows it,
+    accepts other sizes too (the local views); no weights are ever downloaded (pretrained=False;
+    see `load_init`).
     """
     check_model_name(cfg.name)
     kwargs = dict(num_classes=0, drop_rate=cfg.dropout, drop_path_rate=cfg.drop_path)
-    spatial = dict(img_size=img_size, dynamic_img_size=True)
-    try:
-        model = timm.create_model(cfg.name, pretrained=False, **kwargs, **spatial, **cfg.kwargs)
-    except TypeError:
-        # Models without position embeddings (CNNs, ...) take neither argument.
-        model = timm.create_model(cfg.name, pretrained=False, **kwargs, **cfg.kwargs)
-    return model
+    values = {"img_size": img_size, "dynamic_img_size": True, "strict_img_size": False}
+    for keys in _SPATIAL_KWARGS:
+        spatial = {k: values[k] for k in keys}
+        try:
+            return timm.create_model(cfg.name, pretrained=False, **kwargs, **spatial, **cfg.kwargs)
+        except TypeError as err:
+            # Only a rejected geometry argument moves on to the next way; anything else is a
+            # model.kwargs mistake (e.g. ViT's `depth` given to a Swin, which takes `depths`).
+            if not any(f"'{k}'" in str(err) for k in keys):
+                raise ConfigError(f"model.kwargs: timm model '{cfg.name}' rejects {cfg.kwargs}: {err}") from None
+    raise AssertionError("unreachable: the last way passes no geometry argument")  # pragma: no cover
+
+
+def patch_size(backbone: nn.Module) -> int | None:
+    """The side of the input patch that a token stands for at the first stage, if fixed."""
+    embed = getattr(backbone, "patch_embed", None)
+    size = getattr(embed, "patch_size", None)
+    if size is None or getattr(embed, "dynamic_img_pad", False):
+        return None  # dynamic padding accepts any input size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def check_view_size(backbone: nn.Module, size: int, key: str) -> None:
+    """Fail before training, naming the key, where timm would assert at the first forward."""
+    patch = patch_size(backbone)
+    if patch is not None and size % patch:
+        raise ConfigError(f"{key}: {size} px is not a multiple of the backbone's patch size {patch}; "
+                          f"use e.g. {max(patch, round(size / patch) * patch)}")
 
 
 def embed_dim(backbone: nn.Module) -> int:
@@ -93,6 +123,40 @@ def forward_views(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tenso
     """Embed a list of [B, C, H, W] views with one forward per resolution → [len(views)·B, D]."""
     outs = [backbone(torch.cat(views[a:b])) for a, b in resolution_groups(views)]
     return torch.cat(outs)
+
+
+def region_tokens(backbone: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """The spatial tokens in `forward_features` output → [N, T, D].
+
+    ViT: the patch tokens (prefix tokens such as CLS and registers dropped); Swin: the last stage's
+    H×W grid (timm keeps it NHWC); CNNs: the NCHW feature map.
+    """
+    if feats.dim() == 3:
+        return feats[:, int(getattr(backbone, "num_prefix_tokens", 0)):]
+    if feats.dim() == 4:
+        if getattr(backbone, "output_fmt", "NCHW") == "NHWC":
+            return feats.flatten(1, 2)
+        return feats.flatten(2).transpose(1, 2)
+    raise ConfigError(f"model.name: '{type(backbone).__name__}' has no spatial tokens "
+                      f"(forward_features gives shape {tuple(feats.shape)}); the region loss needs a ViT, Swin or CNN")
+
+
+def forward_views_regions(backbone: nn.Module,
+                          views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Like `forward_views`, also returning the region tokens of every view.
+
+    Returns the pooled embeddings [V·B, D] (the same numbers as `forward_views`: timm's forward is
+    forward_features then forward_head), the region tokens flattened view-major to [Σ_v B·T_v, D],
+    and T_v, the number of tokens of each view (local views have fewer).
+    """
+    pooled, tokens, counts = [], [], []
+    for a, b in resolution_groups(views):
+        feats = backbone.forward_features(torch.cat(views[a:b]))
+        pooled.append(backbone.forward_head(feats, pre_logits=True))
+        regions = region_tokens(backbone, feats)
+        tokens.append(regions.reshape(-1, regions.shape[-1]))
+        counts += [regions.shape[1]] * (b - a)
+    return torch.cat(pooled), torch.cat(tokens), counts
 
 
 # ---------------------------------------------------------------------------------------------

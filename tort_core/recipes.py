@@ -16,9 +16,10 @@ from torch import nn
 
 from .config import RunConfig
 from .errors import ConfigError
-from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_PROJ, TEACHER_PROJ, LossContext, StepOutputs,
-                     build_losses)
-from .models import DINOHead, cosine_momentum, create_backbone, ema_update, embed_dim, forward_views, load_init
+from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_PROJ, STUDENT_REGION, TEACHER_DENSE,
+                     TEACHER_PROJ, TEACHER_REGION, LossContext, StepOutputs, build_losses)
+from .models import (DINOHead, check_view_size, cosine_momentum, create_backbone, ema_update, embed_dim,
+                     forward_views, forward_views_regions, load_init)
 from .registry import Registry
 from .views import GLOBAL_LIKE, MultiCropTransform, rotate, sample_rotations, supervised_transform
 
@@ -75,6 +76,13 @@ def _backbone(cfg: RunConfig) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 # Tort
 
+# Outputs computed from every student view (global-like and local), and those that need the
+# backbone's region tokens rather than only its pooled embedding.
+CROSS_VIEW = frozenset({STUDENT_PROJ, STUDENT_REGION, STUDENT_DENSE})
+REGION_OUTPUTS = frozenset({STUDENT_REGION, TEACHER_REGION, STUDENT_DENSE, TEACHER_DENSE})
+TEACHER_OUTPUTS = frozenset({TEACHER_PROJ, TEACHER_REGION, TEACHER_DENSE})
+
+
 class TortSystem(TrainingSystem):
     def __init__(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int):
         super().__init__()
@@ -91,6 +99,15 @@ class TortSystem(TrainingSystem):
         self.losses = build_losses(cfg.loss, cfg.heads.out_dim, cfg.total_epochs)
         self.needs = frozenset().union(*(loss.needs for loss in self.losses.values()))
         self.total_steps = cfg.total_epochs * steps_per_epoch
+        if self.needs & {STUDENT_DENSE, TEACHER_DENSE}:
+            # EsViT's dense head: the view-level head's shape, its own parameters, and a teacher copy
+            # that follows by the same EMA. Built last so that the other modules' random init (and so
+            # every run without the region loss) stays as it was.
+            self.student["dense"] = DINOHead(dim, cfg.heads)
+            self.teacher["dense"] = copy.deepcopy(self.student["dense"]).requires_grad_(False)
+        check_view_size(backbone, cfg.views.global_size, "views.global_size")
+        if cfg.views.n_local and self.needs & CROSS_VIEW:
+            check_view_size(backbone, cfg.views.local_size, "views.local_size")
 
     def train(self, mode: bool = True) -> TortSystem:
         super().train(mode)
@@ -108,22 +125,42 @@ class TortSystem(TrainingSystem):
         global_like = [rotate(views[i], rot[i * b:(i + 1) * b]) for i in range(GLOBAL_LIKE)]
         # Supervised and rotation heads only see global-like views: skip local views when no loss
         # compares them (the supervised-only and rotation-only ablations).
-        student_views = global_like + list(views[GLOBAL_LIKE:]) if STUDENT_PROJ in self.needs else global_like
-        emb = forward_views(self.student["backbone"], student_views)
+        student_views = global_like + list(views[GLOBAL_LIKE:]) if self.needs & CROSS_VIEW else global_like
+        regions = bool(self.needs & REGION_OUTPUTS)
+        s_counts: list[int] = []
+        t_counts: list[int] = []
+        if regions:
+            emb, s_tokens, s_counts = forward_views_regions(self.student["backbone"], student_views)
+        else:
+            emb = forward_views(self.student["backbone"], student_views)
         glob = emb[: GLOBAL_LIKE * b]
         outputs: dict[str, torch.Tensor] = {}
         if STUDENT_PROJ in self.needs:
             outputs[STUDENT_PROJ] = self.student["proj"](emb)[0]
+        if STUDENT_REGION in self.needs:
+            outputs[STUDENT_REGION] = s_tokens
+        if STUDENT_DENSE in self.needs:
+            outputs[STUDENT_DENSE] = self.student["dense"](s_tokens)[0]
         if CLASS_LOGITS in self.needs:
             outputs[CLASS_LOGITS] = self.class_head(glob)
         if ROT_LOGITS in self.needs:
             outputs[ROT_LOGITS] = self.rot_head(glob)
-        if TEACHER_PROJ in self.needs:
+        if self.needs & TEACHER_OUTPUTS:
             teacher_views = global_like if self.cfg.views.teacher_rotated else list(views[:GLOBAL_LIKE])
             with torch.no_grad():
-                outputs[TEACHER_PROJ] = self.teacher["proj"](forward_views(self.teacher["backbone"], teacher_views))[0]
+                if regions:
+                    t_emb, t_tokens, t_counts = forward_views_regions(self.teacher["backbone"], teacher_views)
+                else:
+                    t_emb = forward_views(self.teacher["backbone"], teacher_views)
+                if TEACHER_PROJ in self.needs:
+                    outputs[TEACHER_PROJ] = self.teacher["proj"](t_emb)[0]
+                if TEACHER_REGION in self.needs:
+                    outputs[TEACHER_REGION] = t_tokens
+                if TEACHER_DENSE in self.needs:
+                    outputs[TEACHER_DENSE] = self.teacher["dense"](t_tokens)[0]
         out = StepOutputs(batch_size=b, n_student_views=len(student_views), n_teacher_views=GLOBAL_LIKE,
-                          outputs=outputs, targets=labels.repeat(GLOBAL_LIKE), rot_labels=rot)
+                          outputs=outputs, targets=labels.repeat(GLOBAL_LIKE), rot_labels=rot,
+                          student_regions=tuple(s_counts), teacher_regions=tuple(t_counts))
         total = torch.zeros((), device=labels.device)
         metrics: dict[str, torch.Tensor] = {}
         for name, loss_fn in self.losses.items():

@@ -252,7 +252,8 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     info = {"config_id": config_id, "device": str(device), "steps_per_epoch": steps_per_epoch,
             "total_epochs": cfg.total_epochs, "start_epoch": start_epoch, "num_classes": data.num_classes,
             "train_size": len(data.train), "test_size": len(data.test),  # type: ignore[arg-type]
-            "parameters": sum(p.numel() for p in clip_params)}
+            "parameters": sum(p.numel() for p in clip_params),
+            "records": list(records)}  # epochs restored from the checkpoint (a sweep re-reports them)
     for cb in callbacks:
         cb.on_fit_start(cfg, info)
 

@@ -1,0 +1,216 @@
+"""Figures: learning curves (thesis figs 4.1–4.8) and ablation plots. matplotlib's Agg backend,
+seaborn styling; every function returns a Figure, `save` writes it as PNG and SVG.
+
+Bands and error bars are the same Student-t 95% intervals over seeds as in the tables, so a
+figure and its table never disagree. Panels without data say so instead of drawing nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window (or need a display)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .ablations import METRIC_LABELS, Ablation, numeric_value  # noqa: E402
+from .metrics import mean_curve  # noqa: E402
+
+# The thesis's figure numbers: from scratch 4.1–4.4, fine-tuning 4.5–4.8.
+THESIS_FIGURES = {("scratch", "flowers102"): "4.1", ("scratch", "fgvc_aircraft"): "4.2",
+                  ("scratch", "stanford_cars"): "4.3", ("scratch", "oxford_pet"): "4.4",
+                  ("finetune", "flowers102"): "4.5", ("finetune", "fgvc_aircraft"): "4.6",
+                  ("finetune", "stanford_cars"): "4.7", ("finetune", "oxford_pet"): "4.8"}
+# The thesis drew Tort in blue and SOTA in red; keep that so the figures read alike.
+RECIPE_COLOURS = {"tort": "#1f77b4", "sota": "#d62728"}
+CURVE_LABELS = {"test_top1": "test top-1 (%)", "knn_top1": "k-NN top-1 (%)", "train_top1": "train top-1 (%)",
+                "loss": "loss", "loss_distill": "distillation loss"}
+
+
+def _style() -> None:
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
+
+
+def _grid(n: int, max_cols: int = 4, size: tuple[float, float] = (4.2, 3.3)):
+    cols = max(1, min(n, max_cols))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    flat = axes.ravel()
+    for ax in flat[n:]:
+        ax.remove()
+    return fig, list(flat[:n])
+
+
+def no_data(ax, text: str = "no data yet") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _colour(recipe: str, i: int) -> str:
+    return RECIPE_COLOURS.get(recipe, sns.color_palette()[(i + 2) % 10])
+
+
+def curve_figure(curves: Mapping[str, Mapping[str, pd.DataFrame]], metric: str = "test_top1",
+                 mode: str = "scratch", title: str | None = None):
+    """One panel per dataset: per recipe, the seed-mean curve of `metric` with a 95% band.
+
+    curves: dataset → recipe → that recipe's per-epoch rows (several trials = several seeds).
+    """
+    _style()
+    datasets = list(curves) or ["(no dataset)"]
+    fig, axes = _grid(len(datasets))
+    for ax, ds in zip(axes, datasets):
+        by_recipe = curves.get(ds, {})
+        drawn = False
+        for i, (recipe, df) in enumerate(by_recipe.items()):
+            mc = mean_curve(df, metric)
+            if mc.empty:
+                continue
+            n = int(df["trial_id"].nunique())
+            c = _colour(recipe, i)
+            ax.plot(mc["epoch"], mc["mean"], color=c, lw=1.8, label=f"{recipe} (n={n})", marker="o" if len(mc) < 12
+                    else None, ms=3)
+            band = mc.dropna(subset=["lo", "hi"])
+            if len(band):
+                ax.fill_between(band["epoch"], band["lo"], band["hi"], color=c, alpha=0.2, lw=0)
+            drawn = True
+        fig_no = THESIS_FIGURES.get((mode, ds))
+        ax.set_title(f"{ds}" + (f"  (thesis fig. {fig_no})" if fig_no else ""))
+        if not drawn:
+            no_data(ax, f"no {metric} recorded yet")
+            continue
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(CURVE_LABELS.get(metric, metric))
+        ax.legend(loc="best", fontsize="small")
+    fig.suptitle(title or f"{CURVE_LABELS.get(metric, metric)} vs epoch — {mode} (mean, 95% CI over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def _ablation_axes_metrics(ab: Ablation, primary: str | None) -> list[str]:
+    metrics = ab.metrics()
+    wanted = ["final_test_top1", "final_knn_top1"]
+    if primary and primary not in wanted:
+        wanted.append(primary)
+    return [m for m in wanted if m in metrics] or metrics[:1]
+
+
+def ablation_figure(ab: Ablation, primary: str | None = None, as_bars: bool | None = None):
+    """The metric against the swept value, one panel per metric, one line (or bar group) per
+    dataset; error bars are 95% CIs over seeds; the default's value is marked."""
+    _style()
+    metrics = _ablation_axes_metrics(ab, primary)
+    fig, axes = _grid(max(1, len(metrics)), max_cols=3, size=(4.6, 3.4))
+    if not metrics:
+        no_data(axes[0], "no completed trials yet")
+        axes[0].set_title(ab.key)
+        fig.suptitle(f"ablation: {ab.key} (sweep {ab.sweep})")
+        fig.tight_layout()
+        return fig
+    numeric = all(math.isfinite(numeric_value(v)) and not v.startswith("[") for v in ab.values)
+    if as_bars is None:
+        as_bars = not numeric
+    datasets = ab.datasets
+    palette = sns.color_palette(n_colors=max(1, len(datasets)))
+    for ax, m in zip(axes, metrics):
+        t = ab.table[ab.table["metric"] == m]
+        if t.empty or t["mean"].notna().sum() == 0:
+            no_data(ax)
+            ax.set_title(METRIC_LABELS.get(m, m))
+            continue
+        width = 0.8 / max(1, len(datasets))
+        for j, ds in enumerate(datasets):
+            d = t[t["dataset"] == ds].set_index("value").reindex(ab.values)
+            mean = d["mean"].to_numpy(dtype=float)
+            err = np.vstack([mean - d["lo"].to_numpy(dtype=float), d["hi"].to_numpy(dtype=float) - mean])
+            err = np.where(np.isfinite(err), err, 0.0)  # no interval (n=1): draw the point alone
+            if as_bars:
+                x = np.arange(len(ab.values)) + (j - (len(datasets) - 1) / 2) * width
+                ax.bar(x, np.nan_to_num(mean), width=width, yerr=err, color=palette[j], capsize=3,
+                       label=ds, alpha=0.85)
+                for xi, mi in zip(x, mean):
+                    if not math.isfinite(mi):
+                        ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7, color="0.4")
+            else:
+                x = np.array([numeric_value(v) for v in ab.values])
+                ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, color=palette[j], label=ds)
+        if as_bars:
+            ax.set_xticks(np.arange(len(ab.values)))
+            ax.set_xticklabels([v.strip("[]").replace(", ", "+") for v in ab.values], rotation=30, ha="right",
+                               fontsize=8)
+            if ab.default in ab.values:
+                ax.get_xticklabels()[ab.values.index(ab.default)].set_fontweight("bold")
+        else:
+            if ab.default is not None and math.isfinite(numeric_value(ab.default)):
+                ax.axvline(numeric_value(ab.default), color="0.5", ls="--", lw=1, label="default")
+            if all(v > 0 for v in (numeric_value(x) for x in ab.values)) and _spread(ab.values) > 50:
+                ax.set_xscale("log")
+        ax.set_xlabel(ab.key)
+        ax.set_ylabel(METRIC_LABELS.get(m, m))
+        ax.set_title(METRIC_LABELS.get(m, m))
+        if len(datasets) > 1 or not as_bars:
+            ax.legend(fontsize="small")
+    fig.suptitle(f"ablation: {ab.key} (sweep {ab.sweep}; mean, 95% CI over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def _spread(values: Sequence[str]) -> float:
+    x = [numeric_value(v) for v in values]
+    x = [v for v in x if math.isfinite(v) and v > 0]
+    return max(x) / min(x) if x else 1.0
+
+
+def ablation_curves_figure(ab: Ablation, epochs: pd.DataFrame, metric: str = "loss_distill"):
+    """Seed-mean curves of `metric` per swept value (e.g. the distillation loss for temperature
+    ablations), one panel per dataset."""
+    _style()
+    datasets = ab.datasets or ["(none)"]
+    fig, axes = _grid(len(datasets))
+    done = ab.trials[ab.trials["status"] == "completed"]
+    palette = sns.color_palette("viridis", n_colors=max(1, len(ab.values)))
+    for ax, ds in zip(axes, datasets):
+        drawn = False
+        for i, v in enumerate(ab.values):
+            ids = done.loc[(done["dataset"] == ds) & (done["value"] == v), "trial_id"]
+            df = epochs[epochs["trial_id"].isin(ids)] if len(ids) and metric in epochs else pd.DataFrame()
+            mc = mean_curve(df, metric) if not df.empty else pd.DataFrame()
+            if mc.empty:
+                continue
+            ls = "-" if v == ab.default else "--"
+            ax.plot(mc["epoch"], mc["mean"], color=palette[i], ls=ls, label=f"{v}{' (default)' if v == ab.default else ''}")
+            band = mc.dropna(subset=["lo", "hi"])
+            if len(band):
+                ax.fill_between(band["epoch"], band["lo"], band["hi"], color=palette[i], alpha=0.15, lw=0)
+            drawn = True
+        ax.set_title(ds)
+        if not drawn:
+            no_data(ax)
+            continue
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(CURVE_LABELS.get(metric, metric))
+        ax.legend(title=ab.key, fontsize="small")
+    fig.suptitle(f"{CURVE_LABELS.get(metric, metric)} by {ab.key} (sweep {ab.sweep})")
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, out_dir: str | Path, name: str) -> list[Path]:
+    """Write `name`.png and `name`.svg; close the figure (reports make many)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        p = out / f"{name}.{ext}"
+        fig.savefig(p, dpi=110 if ext == "png" else None, bbox_inches="tight")
+        paths.append(p)
+    plt.close(fig)
+    return paths

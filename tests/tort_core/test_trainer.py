@@ -1,0 +1,162 @@
+"""The training loop: LR schedule, loss subsets, determinism, exact resume, failure status."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from tort_core.config import build_config
+from tort_core.losses import CLASS_LOGITS, LossContext
+from tort_core.recipes import TortSystem
+from tort_core.trainer import Callback, build_optimizer, build_scheduler, fit
+
+TIMING = {"epoch_seconds", "train_seconds", "eval_seconds", "samples_per_s", "peak_mem_mb"}
+
+
+def _lr_at(scheduler, optimizer, step):
+    scheduler.step_update(num_updates=step)
+    return optimizer.param_groups[0]["lr"]
+
+
+def test_lr_schedule_at_the_recipes_key_points():
+    cfg = build_config("tort", "thesis", overrides={"model.name": "vit_tiny_patch16_224"})
+    spe = 7  # steps per epoch
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=cfg.optim.lr)
+    scheduler = build_scheduler(optimizer, cfg, spe)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-8)  # before the first step
+    assert _lr_at(scheduler, optimizer, 0) == pytest.approx(1e-8)
+    assert _lr_at(scheduler, optimizer, 5 * spe) == pytest.approx((1e-8 + 5e-4) / 2, rel=1e-3)
+    assert _lr_at(scheduler, optimizer, 10 * spe) == pytest.approx(5e-4)  # end of warm-up
+    assert _lr_at(scheduler, optimizer, 100 * spe) == pytest.approx(1e-6)  # end of the cosine
+    cooldown = [_lr_at(scheduler, optimizer, s) for s in range(100 * spe, 103 * spe)]
+    assert cooldown == pytest.approx([1e-6] * len(cooldown))  # flat through the cool-down
+    decay = [_lr_at(scheduler, optimizer, s) for s in range(10 * spe, 100 * spe, spe)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+
+
+def test_optimizer_is_lookahead_adamw_without_decay_on_norms_and_biases(tiny_cfg):
+    cfg = tiny_cfg()
+    system = TortSystem(cfg, 10, 4)
+    optimizer = build_optimizer(system, cfg)
+    assert type(optimizer).__name__ == "Lookahead" and hasattr(optimizer, "sync_lookahead")
+    decays = {g["weight_decay"] for g in optimizer.param_groups}
+    assert decays == {0.0, cfg.optim.weight_decay}
+    no_decay = next(g for g in optimizer.param_groups if g["weight_decay"] == 0.0)["params"]
+    assert any(p is system.student["backbone"].pos_embed for p in no_decay)
+    assert not any(p is system.teacher["backbone"].pos_embed for g in optimizer.param_groups for p in g["params"])
+
+
+SUBSETS = [list(c) for r in (1, 2, 3) for c in itertools.combinations(["distill", "supervised", "rotation"], r)]
+
+
+@pytest.mark.parametrize("subset", SUBSETS, ids=["+".join(s) for s in SUBSETS])
+def test_each_loss_subset_trains_a_step_and_only_its_heads_get_gradients(tiny_cfg, subset):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(**{"loss.enabled": subset})
+    system = TortSystem(cfg, num_classes=10, steps_per_epoch=4)
+    b = 4
+    views = [torch.randn(b, 3, 32, 32) for _ in range(3)] + [torch.randn(b, 3, 16, 16) for _ in range(2)]
+    labels = torch.randint(0, 10, (b,))
+    loss, metrics = system.training_step((views, labels), LossContext(0, 0, 8, 10))
+    assert torch.isfinite(loss)
+    assert {k for k in metrics if k.startswith("loss_")} == {f"loss_{n}" for n in subset}
+    loss.backward()
+    has_grad = lambda m: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())  # noqa: E731
+    assert has_grad(system.student["backbone"])
+    assert has_grad(system.student["proj"]) == ("distill" in subset)
+    assert has_grad(system.class_head) == ("supervised" in subset)
+    assert has_grad(system.rot_head) == ("rotation" in subset)
+    assert all(p.grad is None for p in system.teacher.parameters())
+
+
+def _metrics(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_cfg):
+    a = fit(tiny_cfg(seed=3))
+    b = fit(tiny_cfg(seed=3))
+    c = fit(tiny_cfg(seed=4))
+    assert a.status == b.status == "completed" and len(a.records) == 3  # 2 epochs + 1 cool-down
+    assert _metrics(a.records) == _metrics(b.records)
+    assert _metrics(a.records) != _metrics(c.records)
+    for key in ("loss", "loss_distill", "loss_supervised", "loss_rotation", "lr", "momentum", "test_top1",
+                "knn_top1", "teacher_entropy", "epoch_seconds", "samples_per_s", "peak_mem_mb"):
+        assert math.isfinite(a.records[-1][key]), key
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopAfter(Callback):
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, record, checkpoint):
+        if record["epoch"] == self.epochs:
+            raise Interrupt
+
+
+@pytest.mark.parametrize("recipe", ["tort", "sota"])
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tmp_path, recipe):
+    cfg = tiny_cfg(recipe, epochs=3)
+    full = fit(cfg, tmp_path / "full")
+    with pytest.raises(Interrupt):
+        fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])
+    seen = []
+
+    class Seen(Callback):
+        def on_fit_start(self, cfg, info):
+            seen.append(info["start_epoch"])
+
+    resumed = fit(cfg, tmp_path / "cut", callbacks=[Seen()])
+    assert seen == [2]  # it continued after epoch 2 instead of starting over
+    assert _metrics(resumed.records) == _metrics(full.records)
+    assert resumed.records[-1]["epoch"] == cfg.total_epochs
+
+
+def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0})
+    fit(cfg, tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert {"system", "optimizer", "scheduler", "rng", "epoch", "global_step", "records"} <= set(state)
+    keys = state["system"].keys()
+    assert any(k.startswith("student.") for k in keys) and any(k.startswith("teacher.") for k in keys)
+    assert "losses.distill.center" in keys
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tiny_cfg, tmp_path):
+    from tort_core.errors import ConfigError
+
+    fit(tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0}), tmp_path)
+    with pytest.raises(ConfigError, match="different config"):
+        fit(tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0, "seed": 9}), tmp_path)
+
+
+def test_a_non_finite_loss_stops_the_run_with_a_failed_status(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(**{"optim.lr": 1e30, "optim.min_lr": 1e29, "optim.warmup_epochs": 0, "optim.clip_grad": None,
+                      "finite_check_every": 1})
+    ends = []
+
+    class End(Callback):
+        def on_fit_end(self, result):
+            ends.append(result.status)
+
+    result = fit(cfg, tmp_path, callbacks=[End()])
+    assert result.status == "failed" and "non-finite loss" in result.error
+    assert ends == ["failed"]
+    assert len(result.records) < cfg.total_epochs
+
+
+def test_supervised_head_sees_the_global_like_views_only(tiny_cfg):
+    cfg = tiny_cfg(**{"loss.enabled": ["supervised"]})
+    system = TortSystem(cfg, 10, 4)
+    seen = {}
+    system.class_head.register_forward_hook(lambda m, i, o: seen.update(n=o.shape[0]))
+    views = [torch.randn(4, 3, 32, 32) for _ in range(3)] + [torch.randn(4, 3, 16, 16) for _ in range(2)]
+    system.training_step((views, torch.zeros(4, dtype=torch.long)), LossContext(0, 0, 8, 10))
+    assert seen["n"] == 3 * 4
+    assert CLASS_LOGITS in system.needs

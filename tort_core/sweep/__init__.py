@@ -1,0 +1,25 @@
+"""Sweeps: YAML specs → validated, expanded trials → Ray Tune → the Parquet results store.
+
+Public API (used by `tort sweep` and by the analysis):
+
+    load_spec(path) -> SweepSpec                      validate a spec file (ConfigError on bad input)
+    expand(spec, profile=None, sets=None) -> Expansion   .trials: list[Trial] (id, config, axes, seed, dataset)
+    plan_sweep(spec_or_path, profile, sets, results_dir, force) -> SweepPlan   to_run / skipped / cost
+    run_sweep(plan_or_spec_or_path, ...) -> SweepOutcome
+    tort_core.results.load_epochs(results_dir, sweep=None), load_trials(results_dir, sweep=None)
+"""
+
+from .expand import Expansion, Trial, expand, grid_points
+from .spec import SweepSpec, load_spec, spec_from_dict
+
+__all__ = ["Expansion", "SweepOutcome", "SweepPlan", "SweepSpec", "Trial", "TrialOutcome", "expand",
+           "grid_points", "load_spec", "plan_sweep", "run_sweep", "spec_from_dict"]
+
+
+def __getattr__(name: str):
+    # The runner imports Ray lazily; keep `import tort_core.sweep` light for spec checks.
+    if name in ("plan_sweep", "run_sweep", "SweepPlan", "SweepOutcome", "TrialOutcome", "estimate_cost"):
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(name)

@@ -1,0 +1,168 @@
+"""Expansion: a spec → concrete trials (grid × zipped groups × seeds × datasets).
+
+Each `Trial` carries its fully resolved `RunConfig` (built by `config.build_config`, exactly as
+`tort train` would build it) and its id, `RunConfig.content_hash()`: a hash of what the trial
+computes, independent of the sweep's name, the order of axes, the machine or the process. Two
+sweeps that contain the same configuration share its id, so the store computes it once.
+
+    spec = load_spec("sweeps/teacher_temp.yaml")
+    trials = expand(spec, profile="demo", sets={"epochs": 1})
+    [t.id for t in trials]; trials[0].config; trials[0].axes   # {'loss.teacher_temp': 0.02}
+
+Precedence: field defaults → recipe → profile → spec overrides → axis values → seed/dataset →
+`--set` (a --set on an axis key replaces that axis, which then no longer varies).
+
+Profiles and datasets: `datasets:` belongs to the spec's own profile. With another profile
+(`--profile demo`), the trials use that profile's dataset (demo → the embedded digits) and the
+spec's dataset list is set aside, so a thesis spec runs anywhere; `--set data.dataset=X` picks X.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config
+from ..errors import ConfigError
+from .spec import POSITIONAL_KEYS, SweepSpec
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration to train. `id` is `config.content_hash()`."""
+
+    id: str
+    sweep: str
+    index: int
+    seed: int
+    dataset: str
+    axes: dict[str, Any]  # the axis values that define this trial within its sweep
+    config: RunConfig = field(compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        parts = [f"{k}={_short(v)}" for k, v in self.axes.items()]
+        return " ".join(parts + [f"seed={self.seed}", self.dataset])
+
+
+def _short(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":")) if isinstance(v, (list, tuple, dict)) else str(v)
+
+
+@dataclass
+class Expansion:
+    """The trials of a spec under one profile and set of overrides, plus what varies between them."""
+
+    spec: SweepSpec
+    profile: str
+    trials: list[Trial]
+    varying: list[str]  # config keys (dotted) whose value differs between trials
+    collapsed: list[str] = field(default_factory=list)  # axes replaced by --set
+    duplicates: int = 0  # grid points that resolved to an identical config
+
+
+def grid_points(spec: SweepSpec, drop: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """The axis combinations, in spec order: the grid's product crossed with every zipped group."""
+    blocks: list[list[dict[str, Any]]] = []
+    for key, values in spec.axes.items():
+        if key not in drop:
+            blocks.append([{key: v} for v in values])
+    for group in spec.zip:
+        keys = [k for k in group if k not in drop]
+        if keys:
+            n = len(group[keys[0]])
+            blocks.append([{k: group[k][i] for k in keys} for i in range(n)])
+    points = []
+    for combo in itertools.product(*blocks):
+        point: dict[str, Any] = {}
+        for part in combo:
+            point.update(part)
+        points.append(point)
+    return points
+
+
+def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | None = None) -> Expansion:
+    """Resolve every trial's config; any invalid combination raises ConfigError before anything runs."""
+    sets = dict(sets or {})
+    src = spec.source
+    profile = profile or spec.profile
+    for key in ("seed", "profile"):
+        if key in sets:
+            raise ConfigError(f"--set {key}: not settable for a sweep; use the spec's 'seeds:' or --profile")
+    collapsed = [k for k in spec.axis_keys() if k in sets]
+    recipe = sets.pop("recipe", spec.recipe)
+    mode = sets.pop("mode", spec.mode)
+    points = grid_points(spec, drop=set(collapsed))
+
+    # The base must be valid on its own: blame overrides and --set before any combination.
+    base = {**spec.overrides}
+    build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides")
+    if sets:
+        build_config(recipe, profile, mode, _absolute({**base, **sets}), where="--set")
+
+    if "data.dataset" in sets:
+        datasets = [sets["data.dataset"]]
+    elif spec.datasets is not None and profile == spec.profile:
+        datasets = list(spec.datasets)
+    else:
+        datasets = [None]  # the profile's own dataset
+
+    trials: list[Trial] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for ds in datasets:
+        for point in points:
+            for seed in spec.seed_list:
+                overrides = dict(base)
+                args = {"recipe": recipe, "mode": mode}
+                for k, v in point.items():
+                    if k in POSITIONAL_KEYS:
+                        args[k] = v
+                    else:
+                        overrides[k] = v
+                overrides["seed"] = seed
+                if ds is not None:
+                    overrides["data.dataset"] = ds
+                overrides.update(sets)
+                label = " ".join([f"{k}={_short(v)}" for k, v in point.items()] + [f"seed={seed}"]
+                                 + ([ds] if ds else []))
+                cfg = build_config(args["recipe"], profile, args["mode"], _absolute(overrides),
+                                   where=f"{src}: trial {label}")
+                cfg = _absolute_config(cfg)
+                tid = cfg.content_hash()
+                if tid in seen:
+                    duplicates += 1
+                    continue
+                seen.add(tid)
+                trials.append(Trial(id=tid, sweep=spec.name, index=len(trials), seed=seed,
+                                    dataset=cfg.data.dataset, axes=dict(point), config=cfg))
+    return Expansion(spec=spec, profile=profile, trials=trials, varying=varying_keys([t.config for t in trials]),
+                     collapsed=collapsed, duplicates=duplicates)
+
+
+def varying_keys(configs: list[RunConfig]) -> list[str]:
+    """Dotted keys whose value is not the same in every config (runtime-only keys ignored)."""
+    if len(configs) < 2:
+        return []
+    flats = [c.flat() for c in configs]
+    skip = {f"{section}.{key}" if section else key for section, key in RUNTIME_ONLY_KEYS}
+    keys = [k for k in flats[0] if k not in skip]
+    return [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+
+
+def _absolute(overrides: dict[str, Any]) -> dict[str, Any]:
+    # Trials run in their own working directory: a relative path would point elsewhere there.
+    out = dict(overrides)
+    for key in ("data.root", "model.init"):
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    return out
+
+
+def _absolute_config(cfg: RunConfig) -> RunConfig:
+    if cfg.data.root is not None and not Path(cfg.data.root).is_absolute():
+        cfg.data.root = Path(cfg.data.root).expanduser().resolve()  # runtime-only: the id is unchanged
+    return cfg
