@@ -212,6 +212,85 @@ def datasets() -> None:
     out.print("\n".join(DATASETS.names()))
 
 
+@app.command("compare")
+def compare_cmd(
+    baseline: str = typer.Option("sota", "--baseline", help="the recipe to beat"),
+    method: str = typer.Option("tort", "--method", help="the recipe under test"),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated dataset names (default: the "
+                                                                     "profile's dataset)"),
+    seeds: str = typer.Option("3", "--seeds", help="a count (3 → seeds 0,1,2) or a list (0,1,4)"),
+    profile: str = PROFILE,
+    mode: str = typer.Option("scratch", "--mode", help="scratch, or finetune (needs --init)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs for both recipes (default: the profile's)"),
+    init: Optional[Path] = typer.Option(None, "--init", help="local checkpoint to fine-tune from (--mode finetune)"),
+    sets: Optional[list[str]] = SETS,
+    results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
+    out_dir: Path = typer.Option(Path("reports"), "--out", help="where the table (CSV, Markdown) and curves go"),
+    run: bool = typer.Option(True, "--run/--no-run", help="train the missing trials first (--no-run: analyse "
+                                                          "what the store holds)"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="trials at once"),
+    wandb: bool = typer.Option(False, "--wandb/--no-wandb", help="log the trials it runs to W&B"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="live sweep progress"),
+) -> None:
+    """Method vs baseline per dataset and across datasets: runs the missing trials, then tests."""
+    from analysis.compare import display_tables, write_comparison
+    from analysis.experiment import parse_seeds, run_comparison
+    from analysis.report import comparison_figures
+    from analysis.load import load_store
+    from analysis.plots import save
+    from tort_core.config import parse_sets
+
+    names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    res = run_comparison(baseline, method, names, parse_seeds(seeds), profile, mode, epochs, init,
+                         parse_sets(sets), results, run=run, wandb=wandb, max_concurrent=max_concurrent,
+                         progress=progress, console=err)
+    cmp = res.comparison
+    err.print(f"comparison sweep {res.sweep}: {res.planned} trials, {res.reused} reused from the store, "
+              f"{res.ran} run now")
+    _print_tables(display_tables(cmp))
+    for note in cmp.notes:
+        out.print(f"note: {note}")
+    folder = out_dir / res.sweep
+    written = write_comparison(cmp, folder)
+    if not cmp.empty:
+        store = load_store(results)
+        for stem, _, fig in comparison_figures(store, cmp):
+            written += save(fig, folder, stem)
+    out.print(f"tables and figures → {folder}")
+    if res.outcome is not None and res.outcome.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
+    out_dir: Path = typer.Option(Path("reports"), "--out", help="report directory (index.html, figures/, tables/)"),
+    baseline: str = typer.Option("sota", "--baseline"),
+    method: str = typer.Option("tort", "--method"),
+) -> None:
+    """Regenerate the HTML report, figures (PNG, SVG) and tables (CSV) from the results store."""
+    from analysis.load import load_store
+    from analysis.report import build_report
+
+    res = build_report(load_store(results), out_dir, baseline=baseline, method=method)
+    out.print(f"report → {res.html}  ({len(res.figures)} figure files, {len(res.tables)} tables)")
+    if res.missing:
+        out.print(f"{len(res.missing)} thing(s) missing or incomplete, listed at the top of the report")
+
+
+def _print_tables(tables) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    for title, df in tables:
+        table = Table(title=escape(title), title_justify="left", header_style="bold", pad_edge=False)
+        for col in df.columns:
+            table.add_column(escape(str(col)), overflow="fold")
+        for row in df.itertuples(index=False):
+            table.add_row(*[escape(str(v)) for v in row])
+        out.print(table)
+
+
 def main() -> None:
     try:
         rv = app(standalone_mode=False)

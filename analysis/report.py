@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ import pandas as pd
 from . import claims as claims_mod
 from . import plots
 from .ablations import METRIC_LABELS as ABLATION_LABELS
-from .ablations import Ablation, find_ablations
-from .compare import METRIC_LABELS, Comparison, compare, display_tables, fmt_ci, fmt_num, fmt_p, write_comparison
+from .ablations import Ablation, find_ablations, is_comparison_sweep, sweep_keys
+from .compare import METRIC_LABELS, Comparison, compare, display_tables, fmt_ci, fmt_num, fmt_p
 from .load import COMPLETED, Store, provenance
 
 THESIS_DATASETS = ("flowers102", "fgvc_aircraft", "stanford_cars", "oxford_pet")
@@ -37,6 +36,7 @@ class ReportResult:
     figures: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
 
 
 def _slug(text: str) -> str:
@@ -125,7 +125,7 @@ def build_report(store: Store, out_dir: str | Path = "reports", baseline: str = 
     ablation_sweeps = {a.sweep for a in ablations}
 
     _status_section(page, store, missing)
-    cmp = _comparison_section(page, store, baseline, method, ablation_sweeps, missing)
+    comparisons = _comparison_section(page, store, baseline, method, ablation_sweeps, missing)
     _ablation_section(page, store, ablations, missing)
     _claims_section(page, ablations, missing)
     _provenance_section(page, store)
@@ -144,9 +144,7 @@ def build_report(store: Store, out_dir: str | Path = "reports", baseline: str = 
            f"<style>{CSS}</style></head><body>" + "".join(head) + "".join(page.parts) + "</body></html>")
     index = out / "index.html"
     index.write_text(doc, encoding="utf-8")
-    if cmp is not None and not cmp.empty:
-        page.tables.extend(write_comparison(cmp, page.tab_dir))
-    return ReportResult(out, index, page.figures, page.tables, missing)
+    return ReportResult(out, index, page.figures, page.tables, missing, comparisons)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,69 +152,112 @@ def build_report(store: Store, out_dir: str | Path = "reports", baseline: str = 
 def _status_section(page: _Page, store: Store, missing: list[str]) -> None:
     page.h(2, "Store status", "status")
     t = store.trials
-    if t.empty:
+    if t.empty and store.members.empty:
         page.p("The store holds no trials yet.", "missing")
         missing.append("no trials in the store")
         return
-    cols = [c for c in ("sweep", "recipe", "mode", "dataset") if c in t.columns]
-    counts = t.groupby(cols + ["status"], dropna=False).size().unstack("status", fill_value=0).reset_index()
-    page.table(counts, "trials per sweep, recipe, mode and dataset, by status", "status")
-    not_done = t[t["status"] != COMPLETED]
-    running = not_done[not_done["status"] != "failed"]
+    rows = []
+    for sw in store.sweeps() or [None]:
+        st = store.sweep_trials(sw) if sw is not None else t
+        counts = st["status"].value_counts().to_dict() if not st.empty else {}
+        pending = store.sweep_pending(sw) if sw is not None else 0
+        rows.append({"sweep": sw or "(no sweep)", "keys varied": ", ".join(sweep_keys(store, sw)) if sw else "",
+                     "recipes": ", ".join(sorted(set(st["recipe"]))) if "recipe" in st and len(st) else "",
+                     "datasets": ", ".join(sorted(set(st["dataset"]))) if "dataset" in st and len(st) else "",
+                     "completed": int(counts.get(COMPLETED, 0)), "failed": int(counts.get("failed", 0)),
+                     "running / stopped": int(sum(v for k, v in counts.items() if k not in (COMPLETED, "failed"))),
+                     "not started": pending})
+        if pending:
+            missing.append(f"sweep {sw}: {pending} planned trial(s) not started")
+    page.table(pd.DataFrame(rows), "trials per sweep (a trial shared by sweeps counts in each)", "status")
+    running = t[~t["status"].isin([COMPLETED, "failed"])] if not t.empty else t
     if len(running):
         missing.append(f"{len(running)} trial(s) not finished ({', '.join(sorted(set(running['status'])))}); "
                        f"their numbers are left out")
 
 
-def _comparison_section(page: _Page, store: Store, baseline: str, method: str, ablation_sweeps: set[str],
-                        missing: list[str]) -> Comparison | None:
-    page.h(2, f"{method} vs {baseline}", "comparison")
+def comparison_curves(store: Store, cmp: Comparison) -> dict[str, dict[str, dict[str, pd.DataFrame]]]:
+    """mode → dataset → recipe → per-epoch rows of the trials the comparison used."""
+    t = store.trials[store.trials["trial_id"].astype(str).isin(set(cmp.trial_ids))]
+    out: dict[str, dict[str, dict[str, pd.DataFrame]]] = {}
+    for mode in sorted(set(t["mode"])):
+        mt = t[t["mode"] == mode]
+        out[mode] = {ds: {r: store.curves(mt.loc[(mt["dataset"] == ds) & (mt["recipe"] == r), "trial_id"])
+                          for r in (cmp.method, cmp.baseline)} for ds in sorted(set(mt["dataset"]))}
+    return out
+
+
+def comparison_figures(store: Store, cmp: Comparison):
+    """(file stem, caption, Figure) for every mode and curve metric of a comparison."""
+    for mode, curves in comparison_curves(store, cmp).items():
+        nums = "4.1–4.4" if mode == "scratch" else "4.5–4.8"
+        for metric in CURVE_METRICS:
+            label = "test top-1" if metric == "test_top1" else "k-NN top-1"
+            caption = f"{label} vs epoch, {mode}" + (f" (thesis figures {nums})" if metric == "test_top1" else "")
+            yield f"curves_{mode}_{metric}", caption, plots.curve_figure(curves, metric, mode)
+
+
+def comparison_blocks(store: Store, ablation_sweeps: set[str]) -> list[tuple[str, Store, list[str] | None]]:
+    """One block per comparison sweep (recipe as an axis: what `tort compare` runs); without any,
+    one block over every trial outside the ablation sweeps."""
+    sweeps = [s for s in store.sweeps() if s not in ablation_sweeps and is_comparison_sweep(store, s)]
+    if sweeps:
+        return [(s, store, list(store.sweep_trials(s)["trial_id"].astype(str))) for s in sweeps]
     t = store.trials
-    if t.empty or "recipe" not in t:
-        page.p("No trials.", "missing")
-        return None
-    # Ablation variants are not the method's default configuration: keep them out of the comparison.
-    main = t[~t["sweep"].astype(str).isin(ablation_sweeps)] if "sweep" in t else t
-    sub = Store(epochs=store.epochs, trials=main, path=store.path)
-    present = set(main["recipe"])
-    if not {baseline, method} & present:
-        page.p(f"No {method} or {baseline} trials outside ablation sweeps yet: run `tort compare`.", "missing")
-        missing.append(f"no {method} vs {baseline} comparison trials")
-        return None
-    cmp = compare(sub, baseline, method)
+    if t.empty:
+        return []
+    ablation_ids = set(store.members.loc[store.members["sweep"].isin(ablation_sweeps), "trial_id"].astype(str))
+    main = t[~t["trial_id"].astype(str).isin(ablation_ids)]
+    return [("all trials outside ablation sweeps", Store(store.epochs, main, store.path, store.members), None)]
+
+
+def _comparison_section(page: _Page, store: Store, baseline: str, method: str, ablation_sweeps: set[str],
+                        missing: list[str]) -> list[Comparison]:
+    page.h(2, f"{method} vs {baseline}", "comparison")
     page.p("Per dataset: mean over seeds with a Student-t 95% CI; Δ = method − baseline with a percentile "
            "bootstrap CI; Welch's t and Mann–Whitney p-values with Holm correction over the datasets of a "
            "mode (one family per test and metric); Hedges' g; P(method > baseline) over all pairs of runs. "
            "Convergence: first epoch at which the seed-mean test top-1 reaches 90% of the baseline's best. "
-           "Time: mean seconds per epoch and samples per second; ratios > 1 mean the method is faster.")
-    for title, df in display_tables(cmp):
-        page.table(df, title, f"compare_{_slug(title)}")
-    if cmp.notes:
-        page.ul(cmp.notes, "missing")
-        missing.extend(f"comparison: {n}" for n in cmp.notes)
-    modes = sorted(set(main.loc[main["recipe"].isin([baseline, method]), "mode"]))
+           "Time: mean seconds per epoch and samples per second; ratios > 1 mean the method is faster. "
+           "Across datasets: Wilcoxon signed-rank on the per-dataset mean differences (Holm over metrics) and "
+           "the interquartile mean of baseline-normalised scores with a stratified-bootstrap CI.")
+    results: list[Comparison] = []
+    modes_seen: set[str] = set()
+    for name, sub, ids in comparison_blocks(store, ablation_sweeps):
+        t = sub.trials
+        if ids is not None:
+            t = t[t["trial_id"].astype(str).isin(set(ids))]
+        if not {baseline, method} <= set(t.get("recipe", pd.Series(dtype=str))):
+            continue
+        page.h(3, f"{name}", f"cmp-{_slug(name)}")
+        cmp = compare(sub, baseline, method, trial_ids=ids)
+        results.append(cmp)
+        pending = sub.sweep_pending(name) if ids is not None else 0
+        if pending:
+            cmp.notes.append(f"{pending} planned trial(s) not started yet")
+        for title, df in display_tables(cmp):
+            page.table(df, title, f"{_slug(name)}_{_slug(title)}")
+        if cmp.notes:
+            page.ul(cmp.notes, "missing")
+            missing.extend(f"{name}: {n}" for n in cmp.notes)
+        used = t[t["trial_id"].astype(str).isin(set(cmp.trial_ids))]
+        modes_seen |= set(used["mode"])
+        for mode in sorted(set(used["mode"])):
+            present = set(used.loc[used["mode"] == mode, "dataset"])
+            absent = [d for d in THESIS_DATASETS if d not in present]
+            if absent and present & set(THESIS_DATASETS):
+                missing.append(f"{name}, {mode}: thesis datasets without trials: {', '.join(absent)}")
+        for stem, caption, fig in comparison_figures(store, cmp):
+            page.figure(fig, f"{_slug(name)}_{stem}", f"{name}: {caption}")
+    if not results:
+        page.p(f"No completed {method} and {baseline} trials to compare yet: run `tort compare`.", "missing")
+        missing.append(f"no {method} vs {baseline} comparison")
     for mode in ("scratch", "finetune"):
-        if mode not in modes:
+        if mode not in modes_seen:
             figs = "4.1–4.4" if mode == "scratch" else "4.5–4.8"
-            page.p(f"No {mode} trials: thesis figures {figs} cannot be drawn yet.", "missing")
-            missing.append(f"no {mode} trials (thesis figures {figs})")
-    chosen = set(cmp.trial_ids)
-    for mode in modes:
-        mt = main[(main["mode"] == mode) & main["trial_id"].astype(str).isin(chosen)]
-        datasets = sorted(set(mt["dataset"]))
-        absent = [d for d in THESIS_DATASETS if d not in datasets]
-        if absent and any(d in THESIS_DATASETS for d in datasets):
-            missing.append(f"{mode}: thesis datasets without trials: {', '.join(absent)}")
-        curves = {ds: {r: store.curves(mt.loc[(mt["dataset"] == ds) & (mt["recipe"] == r), "trial_id"])
-                       for r in (method, baseline)} for ds in datasets}
-        for metric in CURVE_METRICS:
-            fig = plots.curve_figure(curves, metric, mode)
-            label = "test top-1" if metric == "test_top1" else "k-NN top-1"
-            nums = "4.1–4.4" if mode == "scratch" else "4.5–4.8"
-            page.figure(fig, f"curves_{mode}_{metric}",
-                        f"{label} vs epoch, {mode}"
-                        + (f" (thesis figures {nums})" if metric == "test_top1" else ""))
-    return cmp
+            page.p(f"No {mode} comparison: thesis figures {figs} cannot be drawn yet.", "missing")
+            missing.append(f"no {mode} comparison (thesis figures {figs})")
+    return results
 
 
 def _ablation_section(page: _Page, store: Store, ablations: list[Ablation], missing: list[str]) -> None:
@@ -314,10 +355,3 @@ def _provenance_section(page: _Page, store: Store) -> None:
         page.p("No failed trials.")
     else:
         page.table(failed, "failed trials", "failed")
-
-
-def metric_label(m: str) -> str:
-    return METRIC_LABELS.get(m, ABLATION_LABELS.get(m, m))
-
-
-

@@ -46,6 +46,13 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate (sota uses 0.1)")
     init: Path | None = Field(None, description="local checkpoint to fine-tune from (never downloaded)")
 
+    @field_validator("init")
+    @classmethod
+    def _init_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"checkpoint '{v}' does not exist; pass a local .pt/.pth/.safetensors file")
+        return v
+
 
 class DataConfig(_Section):
     dataset: str = Field("digits", description="registered dataset name, see `tort datasets`")

@@ -81,6 +81,12 @@ def test_mann_whitney_reports_its_floor_with_two_seeds():
     assert "smallest attainable" in r.note
 
 
+def test_mann_whitney_with_ties_uses_the_exact_distribution():
+    # scipy's normal approximation gives p ≈ 0.047 here; 3 vs 3 cannot truly go below 2/20 = 0.1
+    r = stats.mann_whitney([6.0, 6.0, 6.0], [4.0, 4.0, 4.0])
+    assert r.p == pytest.approx(0.1) and not r.significant()
+
+
 def test_holm_matches_statsmodels_and_skips_nan():
     p = [0.01, 0.04, 0.03, 0.2, 0.005]
     adj, rej = stats.holm(p)

@@ -149,14 +149,17 @@ class _StrictLoader(yaml.SafeLoader):
     pass
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key '{key}' appears twice (first on line {seen[key] + 1}); "
-                            f"a duplicate axis or field — keep one", key_node.start_mark)
+            raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key '{key}' appears twice (first on line "
+                                f"{seen[key] + 1}); a duplicate axis or field — keep one")
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -190,6 +193,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         data = yaml.load(p.read_text(), Loader=_StrictLoader)
     except yaml.YAMLError as err:
         raise _yaml_error(src, err) from None
+    except _DuplicateKey as err:
+        raise ConfigError(f"{src}: {err}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{src}: not a text file; a spec is YAML text") from None
     if data is None:

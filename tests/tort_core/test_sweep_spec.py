@@ -12,7 +12,7 @@ import pytest
 from tort_core.errors import ConfigError
 from tort_core.sweep import load_spec, spec_from_dict
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 TORT = str(Path(sys.executable).with_name("tort"))
 
