@@ -288,7 +288,9 @@ def _print_tables(tables) -> None:
             table.add_column(escape(str(col)), overflow="fold")
         for row in df.itertuples(index=False):
             table.add_row(*[escape(str(v)) for v in row])
-        out.print(table)
+        # Piped output has no width to fit: keep rows on one line rather than wrapping at 80.
+        console = out if out.is_terminal else Console(file=sys.stdout, width=240, highlight=False)
+        console.print(table)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ ABLATION_METRICS = ("final_test_top1", "best_test_top1", "final_knn_top1", "fina
                     "distill_settling_epoch")
 METRIC_LABELS = {"final_test_top1": "final top-1 (%)", "best_test_top1": "best top-1 (%)",
                  "final_knn_top1": "final k-NN top-1 (%)", "final_loss_distill": "final distillation loss",
-                 "distill_settling_epoch": "epoch distill loss made 90% of its drop"}
+                 "distill_settling_epoch": "distill-loss settling epoch"}
 # For these, smaller is better (used only for wording, never to change a test).
 LOWER_IS_BETTER = {"final_loss_distill", "distill_settling_epoch"}
 SETTLING_FRACTION = 0.9

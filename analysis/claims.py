@@ -192,7 +192,11 @@ def _faster_loss(c: Claim, ab: Ablation, tab: pd.DataFrame, trials: pd.DataFrame
     claimed = tests[(tests["x"] > ref) if side == "above" else (tests["x"] < ref)]
     others = tests.drop(claimed.index)
     ref_n = int(r.loc[r["is_default"], "n"].sum())
-    if claimed.empty or ref_n == 0 or (claimed["n"] == 0).all():
+    if ref_n == 0:
+        return Assessment(c.key, c.text, f"the reference {ab.default} has no settling epoch: its distillation loss "
+                          f"did not decrease in any completed trial, so there is nothing to be faster than "
+                          f"({_means(r)}).", INSUFFICIENT, c.metric)
+    if claimed.empty or (claimed["n"] == 0).all():
         return Assessment(c.key, c.text, f"no completed variants {side} the default {ab.default} to compare: "
                           + (_means(r) or "nothing recorded"), INSUFFICIENT, c.metric)
     parts = [f"{x['value']}: {fmt_num(x['mean'], 1)} ({'+' if x['diff'] > 0 else ''}{fmt_num(x['diff'], 1)}, "

@@ -277,13 +277,13 @@ def display_tables(cmp: Comparison) -> list[tuple[str, pd.DataFrame]]:
 
             sp = cr.loc[m, "speedup"] if m in cr.index else math.nan
             rows.append({"metric": f"epochs to {target:.1f}% (90% of {b} best)", f"{b} (n={n_b})": ep(b),
-                         f"{m} (n={n_m})": ep(m), "Δ [bootstrap CI]": f"{fmt_num(sp, 1)}× fewer epochs"
+                         f"{m} (n={n_m})": ep(m), "Δ [bootstrap CI]": f"{fmt_num(sp, 1)}× (>1: {m} converges faster)"
                          if math.isfinite(sp) else "n/a"})
         tm = cmp.time
         tm = tm[(tm["mode"] == mode_) & (tm["dataset"] == ds)] if not tm.empty else tm
-        for col, label, unit in (("seconds_per_epoch", "seconds / epoch", "× faster per epoch"),
-                                 ("samples_per_s", "samples / s", "× samples/s"),
-                                 ("total_seconds", "total seconds", "× less time")):
+        for col, label, unit in (("seconds_per_epoch", "seconds / epoch", f"× speed per epoch (>1: {m} faster)"),
+                                 ("samples_per_s", "samples / s", f"× throughput (>1: {m} faster)"),
+                                 ("total_seconds", "total seconds", f"× speed of the whole run (>1: {m} faster)")):
             if f"{col}_mean" not in rec.columns:
                 continue
             cell = {}

@@ -314,6 +314,7 @@ def value_label(v: object) -> str:
 
 # The store writes `git.*`, `version.<package>` and `hw.<field>` columns; the hints catch other spellings.
 PROVENANCE_PREFIXES = ("git.", "version.", "hw.")
+PROVENANCE_MAX_VALUES = 3
 PROVENANCE_HINTS = ("commit", "version", "hardware", "gpu_name", "host", "platform")
 
 
@@ -339,8 +340,14 @@ def provenance(store: Store) -> dict[str, object]:
             continue
         if c.startswith(PROVENANCE_PREFIXES) or any(h in c.lower() for h in PROVENANCE_HINTS):
             vals = t[c].dropna().astype(str)
-            if len(vals):
-                info[c] = {str(k): int(v) for k, v in vals.value_counts().items()}
+            vals = vals[vals.str.strip() != ""]
+            if not len(vals):
+                continue
+            counts = vals.value_counts()
+            if len(counts) > PROVENANCE_MAX_VALUES:  # per-trial values (pids, start times): summarise
+                info[c] = {f"{len(counts)} distinct values": int(len(vals))}
+            else:
+                info[c] = {str(k): int(v) for k, v in counts.items()}
     out["environment"] = info
     failed = t[t["status"] == "failed"]
     cols = [c for c in ("sweep", "trial_id", "recipe", "dataset", "seed", "error") if c in failed.columns]

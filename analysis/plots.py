@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .ablations import METRIC_LABELS, Ablation, numeric_value  # noqa: E402
 from .metrics import mean_curve  # noqa: E402
@@ -30,6 +31,7 @@ THESIS_FIGURES = {("scratch", "flowers102"): "4.1", ("scratch", "fgvc_aircraft")
                   ("finetune", "stanford_cars"): "4.7", ("finetune", "oxford_pet"): "4.8"}
 # The thesis drew Tort in blue and SOTA in red; keep that so the figures read alike.
 RECIPE_COLOURS = {"tort": "#1f77b4", "sota": "#d62728"}
+PERCENT_METRICS = {"test_top1", "knn_top1", "train_top1"}
 CURVE_LABELS = {"test_top1": "test top-1 (%)", "knn_top1": "k-NN top-1 (%)", "train_top1": "train top-1 (%)",
                 "loss": "loss", "loss_distill": "distillation loss"}
 
@@ -80,7 +82,9 @@ def curve_figure(curves: Mapping[str, Mapping[str, pd.DataFrame]], metric: str =
                     else None, ms=3)
             band = mc.dropna(subset=["lo", "hi"])
             if len(band):
-                ax.fill_between(band["epoch"], band["lo"], band["hi"], color=c, alpha=0.2, lw=0)
+                lo, hi = band["lo"], band["hi"]
+                lo, hi = _clip_band(metric, lo, hi)
+                ax.fill_between(band["epoch"], lo, hi, color=c, alpha=0.2, lw=0)
             drawn = True
         fig_no = THESIS_FIGURES.get((mode, ds))
         ax.set_title(f"{ds}" + (f"  (thesis fig. {fig_no})" if fig_no else ""))
@@ -88,11 +92,27 @@ def curve_figure(curves: Mapping[str, Mapping[str, pd.DataFrame]], metric: str =
             no_data(ax, f"no {metric} recorded yet")
             continue
         ax.set_xlabel("epoch")
+        _integer_epochs(ax)
         ax.set_ylabel(CURVE_LABELS.get(metric, metric))
         ax.legend(loc="best", fontsize="small")
     fig.suptitle(title or f"{CURVE_LABELS.get(metric, metric)} vs epoch — {mode} (mean, 95% CI over seeds)")
     fig.tight_layout()
     return fig
+
+
+def _clip_band(metric: str, lo, hi):
+    """With 2–3 seeds a t band can leave the range the metric lives in (accuracies in [0, 100],
+    cross-entropy losses ≥ 0) although the mean cannot; draw it within that range. The tables keep
+    the unclipped interval."""
+    if metric in PERCENT_METRICS:
+        return lo.clip(0, 100), hi.clip(0, 100)
+    if metric.startswith("loss"):
+        return lo.clip(lower=0), hi
+    return lo, hi
+
+
+def _integer_epochs(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _ablation_axes_metrics(ab: Ablation, primary: str | None) -> list[str]:
@@ -189,13 +209,15 @@ def ablation_curves_figure(ab: Ablation, epochs: pd.DataFrame, metric: str = "lo
             ax.plot(mc["epoch"], mc["mean"], color=palette[i], ls=ls, label=f"{v}{' (default)' if v == ab.default else ''}")
             band = mc.dropna(subset=["lo", "hi"])
             if len(band):
-                ax.fill_between(band["epoch"], band["lo"], band["hi"], color=palette[i], alpha=0.15, lw=0)
+                lo, hi = _clip_band(metric, band["lo"], band["hi"])
+                ax.fill_between(band["epoch"], lo, hi, color=palette[i], alpha=0.15, lw=0)
             drawn = True
         ax.set_title(ds)
         if not drawn:
             no_data(ax)
             continue
         ax.set_xlabel("epoch")
+        _integer_epochs(ax)
         ax.set_ylabel(CURVE_LABELS.get(metric, metric))
         ax.legend(title=ab.key, fontsize="small")
     fig.suptitle(f"{CURVE_LABELS.get(metric, metric)} by {ab.key} (sweep {ab.sweep})")

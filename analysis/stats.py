@@ -177,7 +177,8 @@ def mann_whitney(baseline: Sequence[float], method: Sequence[float]) -> TestResu
         return TestResult(math.nan, math.nan, n, note="needs ≥1 value per group")
     min_p = mw_min_p(len(b), len(a))
     method: object = "auto"
-    if len(np.unique(np.concatenate([a, b]))) < n and math.comb(n, len(a)) <= EXACT_PERMUTATIONS:
+    if (min(len(a), len(b)) >= 2 and len(np.unique(np.concatenate([a, b]))) < n
+            and math.comb(n, len(a)) <= EXACT_PERMUTATIONS):
         # Ties (common: settling epochs, accuracies on a small test set) push scipy to its normal
         # approximation, which with 3 seeds a side reports p = 0.047 where the exact permutation
         # distribution cannot go below 0.1. Enumerate instead while that is cheap.

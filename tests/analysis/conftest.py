@@ -58,7 +58,7 @@ def make_frames(specs: list[dict], seed: int = 0) -> tuple[pd.DataFrame, pd.Data
         status = s.get("status", "completed" if upto == n else "running")
         if status != "running":
             trial_rows.append({**meta, "status": status, "error": "non-finite loss" if status == "failed" else None,
-                               "epochs": upto, "wall_seconds": sec * upto})
+                               "epochs_done": upto, "wall_seconds": sec * upto})
     epochs, trials = pd.DataFrame(ep_rows), pd.DataFrame(trial_rows)
     # A config listed under several sweeps is one trial that belongs to all of them.
     for frame in (epochs, trials):

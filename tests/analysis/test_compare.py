@@ -99,5 +99,5 @@ def test_tables_render_and_write(tmp_path, comparison_store):
     names = {p.name for p in paths}
     assert {"compare.md", "compare_table.csv", "compare_across.csv"} <= names
     md = (tmp_path / "compare.md").read_text()
-    assert "| final top-1 |" in md and "epochs to" in md and "× faster per epoch" in md
+    assert "| final top-1 |" in md and "epochs to" in md and "× speed per epoch (>1: tort faster)" in md
     assert all(p.stat().st_size > 0 for p in paths)

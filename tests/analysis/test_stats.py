@@ -85,6 +85,8 @@ def test_mann_whitney_with_ties_uses_the_exact_distribution():
     # scipy's normal approximation gives p ≈ 0.047 here; 3 vs 3 cannot truly go below 2/20 = 0.1
     r = stats.mann_whitney([6.0, 6.0, 6.0], [4.0, 4.0, 4.0])
     assert r.p == pytest.approx(0.1) and not r.significant()
+    one = stats.mann_whitney([6.0], [6.0])  # one seed each: a p-value exists but means nothing
+    assert one.min_p == 1.0 and not one.significant()
 
 
 def test_holm_matches_statsmodels_and_skips_nan():

@@ -231,7 +231,8 @@ def _hardware(cfg: RunConfig, cpus: float, gpus: float) -> dict[str, Any]:
             "hw.cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "hw.ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
             "hw.cpus": float(cpus), "hw.gpus": float(gpus), "hw.torch_threads": torch.get_num_threads(),
-            "hw.cpu_count": os.cpu_count()}
+            "hw.cpu_count": os.cpu_count(), "hw.pid": os.getpid(),
+            "hw.started_at": _now()}  # this attempt's start, on the worker (placement is done by then)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +306,8 @@ def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
 
+    # The driver learns the hardware before anything can fail (a trial may raise before epoch 1).
+    tune.report({"tort": {"kind": "start", "hw": hw}})
     with _exclusive(run_dir):
         local = run_dir / CHECKPOINT
         restored = tune.get_checkpoint()
@@ -420,9 +423,9 @@ def _make_callback(plan: SweepPlan, store: ResultStore, tracker, display, meta_c
             self._summarise(tid, status, error)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._summarise(trial.config["tort_trial"], "failed", _error_text(trial))
+            self._summarise(trial.config["tort_trial"], "failed", _error_text(trial), trial.error_file)
 
-        def _summarise(self, tid: str, status: str, error: str | None) -> None:
+        def _summarise(self, tid: str, status: str, error: str | None, error_file: str | None = None) -> None:
             from ..trainer import RunResult
 
             if tid in self.finished:
@@ -438,7 +441,7 @@ def _make_callback(plan: SweepPlan, store: ResultStore, tracker, display, meta_c
                    "elapsed_seconds": time.monotonic() - t0, "attempts": self.attempts.get(tid, 1),
                    "started_at": started_at, "finished_at": _now(),
                    "train_size": info.get("train_size"), "test_size": info.get("test_size"),
-                   "parameters": info.get("parameters")}
+                   "parameters": info.get("parameters"), "error_file": error_file}
             store.upsert(TRIALS_TABLE, [row])
             display.trial_finished(tid, status)
             if tracker is not None:
@@ -579,24 +582,12 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
         _check_data(plan)
 
     runs_root = results / RUNS_DIR
-    if force:
-        store.forget([t.id for t in plan.to_run])
-        for t in plan.to_run:
-            shutil.rmtree(runs_root / t.id, ignore_errors=True)
-    store.upsert(MEMBERS_TABLE, [{"sweep": plan.spec.name, "trial_id": t.id, "axes": json.dumps(t.axes, sort_keys=True),
-                                  "label": t.label, "seed": t.seed, "dataset": t.dataset,
-                                  "spec": plan.spec.source, "added_at": _now()} for t in plan.trials])
+    members = [{"sweep": plan.spec.name, "trial_id": t.id, "axes": json.dumps(t.axes, sort_keys=True),
+                "label": t.label, "seed": t.seed, "dataset": t.dataset, "spec": plan.spec.source,
+                "added_at": _now()} for t in plan.trials]
     if not plan.to_run:
+        store.upsert(MEMBERS_TABLE, members)
         return _outcome(plan, store, time.monotonic() - t_start, interrupted=False)
-
-    for t in plan.to_run:
-        d = runs_root / t.id
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.yaml").write_text(yaml.safe_dump(t.config.model_dump(mode="json"), sort_keys=False))
-    state_path = _state_path(results, plan.spec.name)
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
-                                      "trials": [t.id for t in plan.to_run]}))
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Epoch records omit test_top1 between evaluations; ASHA skips such results by itself.
@@ -611,13 +602,34 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
 
     started_ray = False
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            if address is None:
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"--address {address}: cannot join a Ray cluster ({first}); start one with "
+                              f"`ray start --head`, or omit --address for a local run") from None
         started_ray = True
     tracker = None
     display = None
     try:
         gpus, cpus = _resolve_resources(plan.spec, gpus_per_trial, cpus_per_trial, local=address is None,
                                         console=console)
+        # Nothing in the store changes before this point: bad input leaves it as it was.
+        if force:
+            store.forget([t.id for t in plan.to_run])
+            for t in plan.to_run:
+                shutil.rmtree(runs_root / t.id, ignore_errors=True)
+        store.upsert(MEMBERS_TABLE, members)
+        for t in plan.to_run:
+            d = runs_root / t.id
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "config.yaml").write_text(yaml.safe_dump(t.config.model_dump(mode="json"), sort_keys=False))
+        state_path = _state_path(results, plan.spec.name)
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
+                                          "trials": [t.id for t in plan.to_run]}))
         concurrency = max_concurrent or plan.spec.max_concurrent
         if wandb:
             from ..tracking import WandbTracker
@@ -656,9 +668,18 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
         display.start()
+        # Tune logs every trial failure with its traceback and complains about the loggers tort
+        # turned off; the store and the final table carry the error, Ray's error.txt the traceback.
+        quiet = [logging.getLogger(n) for n in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+                                                 "ray.tune.analysis.experiment_analysis")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.CRITICAL)
         try:
             tuner.fit()
         finally:
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
             display.stop()
             if not console.is_terminal:
                 console.line()

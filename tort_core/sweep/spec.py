@@ -356,13 +356,18 @@ def _check_values(spec: SweepSpec) -> None:
         _check_axis(key, values, f"{src}: axes.{key}")
     for i, group in enumerate(spec.zip):
         for key, values in group.items():
-            _check_axis(key, values, f"{src}: zip[{i}].{key}")
+            _check_axis(key, values, f"{src}: zip[{i}].{key}", unique=False)
+        # within a group a key may repeat a value; whole rows may not
+        rows = [json.dumps([group[k][j] for k in group], default=str) for j in range(len(next(iter(group.values()))))]
+        for j, r in enumerate(rows):
+            if r in rows[:j]:
+                raise ConfigError(f"{src}: zip[{i}]: row {j} repeats row {rows.index(r)}; remove the duplicate")
 
 
-def _check_axis(key: str, values: list[Any], where: str) -> None:
+def _check_axis(key: str, values: list[Any], where: str, unique: bool = True) -> None:
     reprs = [json.dumps(v, sort_keys=True, default=str) for v in values]
     for i, r in enumerate(reprs):
-        if r in reprs[:i]:
+        if unique and r in reprs[:i]:
             raise ConfigError(f"{where}[{i}]: value {values[i]!r} is listed twice; remove the duplicate")
     for i, v in enumerate(values):
         check_value(key, v, f"{where}[{i}]", hint_list=all(not isinstance(x, (list, tuple)) for x in values))
