@@ -223,6 +223,7 @@ def compare_cmd(
     mode: str = typer.Option("scratch", "--mode", help="scratch, or finetune (needs --init)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs for both recipes (default: the profile's)"),
     init: Optional[Path] = typer.Option(None, "--init", help="local checkpoint to fine-tune from (--mode finetune)"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="local dataset root (nothing is downloaded)"),
     sets: Optional[list[str]] = SETS,
     results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
     out_dir: Path = typer.Option(Path("reports"), "--out", help="where the table (CSV, Markdown) and curves go"),
@@ -241,8 +242,11 @@ def compare_cmd(
     from tort_core.config import parse_sets
 
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    overrides = parse_sets(sets)
+    if data_root is not None:
+        overrides["data.root"] = str(data_root.expanduser().resolve())
     res = run_comparison(baseline, method, names, parse_seeds(seeds), profile, mode, epochs, init,
-                         parse_sets(sets), results, run=run, wandb=wandb, max_concurrent=max_concurrent,
+                         overrides, results, run=run, wandb=wandb, max_concurrent=max_concurrent,
                          progress=progress, console=err)
     cmp = res.comparison
     err.print(f"comparison sweep {res.sweep}: {res.planned} trials, {res.reused} reused from the store, "

@@ -11,7 +11,6 @@ store. When `recipe` or `mode` varies, that is the variable (their own defaults 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .load import COMPLETED, Store, parse_value, value_label, varying_keys
+from .load import COMPLETED, Store, value_label, varying_keys
 from .metrics import loss_settling_epoch, per_trial
 
 # Metrics every ablation table carries (those present in the store).

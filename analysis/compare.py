@@ -53,10 +53,10 @@ class Comparison:
         return list(dict.fromkeys(zip(self.recipes["mode"], self.recipes["dataset"])))
 
 
-def _check_recipes(store: Store, names: Iterable[str]) -> None:
+def check_recipes(store: Store, names: Iterable[str]) -> None:
     from tort_core.recipes import RECIPES
 
-    present = set(store.trials["recipe"].dropna().astype(str)) if "recipe" in store.trials else set()
+    present = set(store.trials["recipe"].dropna().astype(str)) if "recipe" in store.trials.columns else set()
     for name in names:
         if name not in RECIPES and name not in present:
             known = sorted(set(RECIPES.names()) | present)
@@ -67,7 +67,7 @@ def select_trials(store: Store, baseline: str, method: str, datasets: Sequence[s
                   mode: str | None = None, trial_ids: Iterable[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The completed trials of the two recipes; when no explicit trial ids are given and a
     (mode, dataset, recipe) holds several arms (e.g. ablation variants), keep one and say so."""
-    _check_recipes(store, (baseline, method))
+    check_recipes(store, (baseline, method))
     t = store.trials
     notes: list[str] = []
     if t.empty:

@@ -239,7 +239,10 @@ def load_store(results_dir: str | Path) -> Store:
                               f"first, or pass --results DIR")
     if not path.is_dir():
         raise ResultsNotFound(f"results path '{path}' is not a directory")
-    from tort_core.results import load_epochs, load_members, load_trials
+    try:  # the store's readers without the trainer (and torch) behind tort_core.results
+        from tort_core.store import load_epochs, load_members, load_trials
+    except ImportError:
+        from tort_core.results import load_epochs, load_members, load_trials
 
     epochs, trials, members = load_epochs(path), load_trials(path), load_members(path)
     if epochs.empty and trials.empty and members.empty:
@@ -315,6 +318,7 @@ def value_label(v: object) -> str:
 # The store writes `git.*`, `version.<package>` and `hw.<field>` columns; the hints catch other spellings.
 PROVENANCE_PREFIXES = ("git.", "version.", "hw.")
 PROVENANCE_MAX_VALUES = 3
+PROVENANCE_SKIP = {"hw.pid", "hw.started_at"}  # per-attempt bookkeeping, not what produced a number
 PROVENANCE_HINTS = ("commit", "version", "hardware", "gpu_name", "host", "platform")
 
 
@@ -337,6 +341,8 @@ def provenance(store: Store) -> dict[str, object]:
     info: dict[str, dict[str, int]] = {}
     for c in t.columns:
         if c in keys or c.startswith(("final_", "best_")):
+            continue
+        if c in PROVENANCE_SKIP:
             continue
         if c.startswith(PROVENANCE_PREFIXES) or any(h in c.lower() for h in PROVENANCE_HINTS):
             vals = t[c].dropna().astype(str)

@@ -22,7 +22,7 @@ from . import claims as claims_mod
 from . import plots
 from .ablations import METRIC_LABELS as ABLATION_LABELS
 from .ablations import Ablation, find_ablations, is_comparison_sweep, sweep_keys
-from .compare import METRIC_LABELS, Comparison, compare, display_tables, fmt_ci, fmt_num, fmt_p
+from .compare import Comparison, check_recipes, compare, display_tables, fmt_ci, fmt_num, fmt_p
 from .load import COMPLETED, Store, provenance
 
 THESIS_DATASETS = ("flowers102", "fgvc_aircraft", "stanford_cars", "oxford_pet")
@@ -117,6 +117,7 @@ border:1px solid #eee}figcaption{font-size:.85em;color:#555}nav ul{columns:2}cod
 
 def build_report(store: Store, out_dir: str | Path = "reports", baseline: str = "sota", method: str = "tort",
                  title: str = "tort report") -> ReportResult:
+    check_recipes(store, (baseline, method))  # a typo must not read as "no trials yet"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = _Page(out)

@@ -252,6 +252,10 @@ class RunConfig(_Section):
         data = self.model_dump(mode="json")
         for section, key in RUNTIME_ONLY_KEYS:
             (data[section] if section else data).pop(key, None)
+        if self.data.dataset == "imagefolder" and self.data.root is not None:
+            # The tree *is* the dataset here; its folder name identifies it on any machine, where
+            # the full path of a torchvision root would not.
+            data["data"]["folder"] = Path(self.data.root).name
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

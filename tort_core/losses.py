@@ -85,9 +85,10 @@ def cross_view_ce(teacher_probs: torch.Tensor, student_logp: torch.Tensor) -> to
     g, b = teacher_probs.shape[:2]
     v = student_logp.shape[0]
     pair_ce = -torch.einsum("ibk,vbk->iv", teacher_probs, student_logp) / b  # [G, V]
-    keep = torch.ones(g, v, dtype=torch.bool, device=pair_ce.device)
-    keep[torch.arange(g), torch.arange(g)] = False
-    return pair_ce[keep].mean()
+    # Zero the same-crop pairs and divide by the pair count known on the host: a boolean-mask
+    # index (pair_ce[keep]) needs its output size on the host, a device sync every step.
+    same = torch.eye(g, v, dtype=torch.bool, device=pair_ce.device)
+    return pair_ce.masked_fill(same, 0.0).sum() / (g * v - g)
 
 
 @LOSSES.register("distill")

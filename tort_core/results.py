@@ -83,5 +83,5 @@ def summarize(result: RunResult, meta: dict[str, Any]) -> dict[str, Any]:
 
 # The sweep results store lives in `store.py` (pandas only, no torch: cheap to import for analysis);
 # these names are its public API.
-from .store import (DONE_STATUSES, EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore,  # noqa: E402,F401
+from .store import (EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore,  # noqa: E402,F401
                     load_epochs, load_members, load_trials)

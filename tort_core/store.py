@@ -33,7 +33,6 @@ MEMBERS_TABLE = "sweeps"
 _FILES = {EPOCHS_TABLE: "epochs/epochs.parquet", TRIALS_TABLE: "trials/trials.parquet",
           MEMBERS_TABLE: "sweeps/members.parquet"}
 _KEYS = {EPOCHS_TABLE: ["trial_id", "epoch"], TRIALS_TABLE: ["trial_id"], MEMBERS_TABLE: ["sweep", "trial_id"]}
-DONE_STATUSES = ("completed",)
 
 
 def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
@@ -41,11 +40,10 @@ def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
     for col in df.columns:
         if df[col].dtype != object:
             continue
-        values = [v for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        kinds = {type(v) for v in values}
-        if kinds <= {int, float} and kinds:
+        kind = pd.api.types.infer_dtype(df[col], skipna=True)
+        if kind in ("mixed-integer-float", "integer-na"):
             df[col] = pd.to_numeric(df[col], errors="coerce")
-        elif len(kinds) > 1 or kinds - {str, bool, int, float}:
+        elif kind.startswith("mixed") or kind in ("unknown-array",):
             df[col] = [None if v is None or (isinstance(v, float) and math.isnan(v))
                        else (v if isinstance(v, str) else json.dumps(v, default=str)) for v in df[col]]
     return df
@@ -106,7 +104,7 @@ class ResultStore:
             stale.unlink(missing_ok=True)
         _write_durable(df, path)
         st = path.stat()
-        self._cache[table] = ((st.st_mtime_ns, st.st_size, st.st_ino), pd.read_parquet(path))
+        self._cache[table] = ((st.st_mtime_ns, st.st_size, st.st_ino), df)
 
     def upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
         """Insert rows; a row whose key is already stored replaces it (the last write wins)."""
@@ -117,9 +115,9 @@ class ResultStore:
         with self._locked():
             old = self.read(table)
             if not old.empty:
-                new_keys = set(map(tuple, new[keys].astype(str).to_numpy()))
-                old_keys = map(tuple, old[keys].astype(str).to_numpy())
-                old = old[[k not in new_keys for k in old_keys]]
+                replaced = pd.MultiIndex.from_frame(old[keys].astype(str)).isin(
+                    pd.MultiIndex.from_frame(new[keys].astype(str)))
+                old = old[~replaced]
             frames = [f for f in (old, new) if not f.empty]
             merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
             self._replace(table, merged)

@@ -74,6 +74,23 @@ def test_comparison_uses_completed_trials_only(report):
     assert rec.loc[("digits", "tort"), "seeds"] == 2 and rec.loc[("flowers102", "sota"), "seeds"] == 2
 
 
+def test_without_a_comparison_sweep_all_non_ablation_trials_are_compared(tmp_path, frames):
+    specs = [{"recipe": r, "dataset": "digits", "seed": s, "sweep": f"runs-{r}", "axes": {}}
+             for r in ("tort", "sota") for s in (0, 1)]
+    res = build_report(Store.from_frames(*frames(specs)), tmp_path)
+    (cmp,) = res.comparisons
+    assert sorted(cmp.recipes["seeds"]) == [2, 2]
+    assert "all trials outside ablation sweeps" in res.html.read_text()
+
+
+def test_unknown_recipe_is_an_error_not_an_empty_report(tmp_path, frames):
+    from analysis.errors import AnalysisError
+
+    store = Store.from_frames(*frames([{"recipe": "tort", "seed": 0}]))
+    with pytest.raises(AnalysisError, match="unknown recipe 'sotaa'"):
+        build_report(store, tmp_path, baseline="sotaa")
+
+
 def test_empty_store_reports_absence_without_numbers(tmp_path):
     members = pd.DataFrame([{"sweep": "teacher_temp", "trial_id": "x", "axes": '{"loss.teacher_temp": 0.02}'}])
     res = build_report(Store.from_frames(None, None, members=members), tmp_path)

@@ -89,6 +89,15 @@ def test_content_hash_is_stable_and_ignores_runtime_settings():
     assert RunConfig.model_validate(a.model_dump(mode="json")).content_hash() == a.content_hash()
 
 
+def test_imagefolder_trees_get_different_ids_but_roots_of_one_dataset_do_not():
+    a = build_config("tort", "demo", overrides={"data.dataset": "imagefolder", "data.root": "/data/flowers17"})
+    b = build_config("tort", "demo", overrides={"data.dataset": "imagefolder", "data.root": "/data/cars49"})
+    c = build_config("tort", "demo", overrides={"data.dataset": "imagefolder", "data.root": "/mnt/x/flowers17"})
+    assert a.content_hash() != b.content_hash() and a.content_hash() == c.content_hash()
+    d = build_config("tort", "demo", overrides={"data.root": "/somewhere"})
+    assert d.content_hash() == build_config("tort", "demo").content_hash()
+
+
 def test_flat_keys_are_the_settable_keys():
     cfg = build_config("tort", "demo")
     flat = cfg.flat()

@@ -141,3 +141,12 @@ def test_nested_overrides_and_seed_forms():
     with pytest.raises(ConfigError, match="resources.cpus"):
         spec_from_dict({"name": "c", "resources": {"cpus": 0}})
     assert spec_from_dict({"name": "d", "resources": {"gpus": 0.25}}).resources.gpus == 0.25
+
+
+def test_a_missing_dataset_root_fails_before_any_trial(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TORT_DATA_ROOT", raising=False)
+    results = tmp_path / "results"
+    code, _, err = _run_main(monkeypatch, capsys, ["sweep", str(ROOT / "sweeps/rot_prob.yaml"), "--results",
+                                                   str(results), "--no-wandb"])
+    assert code == 2 and "rot_prob.yaml: dataset 'flowers102' needs a local root" in err and "TORT_DATA_ROOT" in err
+    assert len(err.strip().splitlines()) == 1 and not results.exists()

@@ -37,7 +37,7 @@ import yaml
 from rich.console import Console
 
 from ..config import RunConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..results import (EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore, summarize)
 from .expand import Expansion, Trial, expand
 from .spec import SweepSpec, load_spec
@@ -259,6 +259,9 @@ def _exclusive(run_dir: Path, timeout: float = 300.0):
 
 
 def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
+    """One trial in a Ray worker: `config` names the trial, `payload` (shared by all trials, sent
+    once through Ray's object store) holds every trial's resolved config and the run settings."""
+    import ray
     import torch
     from ray import tune
 
@@ -267,8 +270,6 @@ def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     tid = config["tort_trial"]
     cfg = RunConfig.model_validate(payload["configs"][tid])
     cpus, gpus = payload["cpus"], payload["gpus"]
-    import ray
-
     if cfg.device == "auto" and not ray.get_gpu_ids():
         cfg.device = "cpu"  # a CPU trial on a GPU node must leave the GPUs to GPU trials
     # Threads and loader workers within the trial's CPU reservation (both runtime-only keys).
@@ -541,6 +542,19 @@ def _resolve_resources(spec: SweepSpec, gpus_per_trial: float | None, cpus_per_t
     return float(gpus), float(cpus)
 
 
+def _check_address(address: str) -> None:
+    """Ray retries an unreachable GCS for minutes: probe HOST:PORT first and fail in seconds."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({e.__class__.__name__}); start one "
+                          f"with `ray start --head --port=6379`, or omit --address for a local run") from None
+
+
 def _check_data(plan: SweepPlan) -> None:
     """Fail before any trial if a local dataset root or init checkpoint is missing (digits is embedded)."""
     from ..data import load_dataset
@@ -555,7 +569,12 @@ def _check_data(plan: SweepPlan) -> None:
         if t.config.data.dataset == "digits" or key in seen:
             continue
         seen.add(key)
-        load_dataset(t.config.data.dataset, t.config.data.root)
+        try:
+            load_dataset(t.config.data.dataset, t.config.data.root)
+        except DataError as e:
+            msg = str(e).replace("pass --data-root DIR (or set TORT_DATA_ROOT)",
+                                 "set TORT_DATA_ROOT=DIR (or --set data.root=DIR)")
+            raise DataError(f"{plan.spec.source}: {msg}") from None
 
 
 def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None = None,
@@ -602,6 +621,8 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
 
     started_ray = False
     if not ray.is_initialized():
+        if address is not None:
+            _check_address(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -684,6 +705,11 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
             if not console.is_terminal:
                 console.line()
         finished = callback.finished
+        # A finished trial's weights stay in runs/<id>/checkpoint.pt; Tune's copy only served
+        # retries, and at ViT-B scale it is gigabytes per trial.
+        for tid in finished:
+            for ckpt in (storage_path / name / tid).glob("checkpoint_*"):
+                shutil.rmtree(ckpt, ignore_errors=True)
         interrupted = any(t.id not in finished for t in plan.to_run)
         if not interrupted:
             state_path.unlink(missing_ok=True)

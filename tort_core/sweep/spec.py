@@ -213,9 +213,8 @@ def spec_from_dict(data: dict[str, Any], source: str = "<spec>") -> SweepSpec:
                               f"the fields are {', '.join(fields)}")
     data = dict(data)
     data["overrides"] = _flatten_overrides(data.get("overrides"), source)
-    for section in ("axes",):
-        if isinstance(data.get(section), dict):
-            data[section] = {str(k): v for k, v in data[section].items()}
+    if isinstance(data.get("axes"), dict):
+        data["axes"] = {str(k): v for k, v in data["axes"].items()}  # YAML may read a key as a number
     _check_axis_shapes(data, source)
     try:
         spec = SweepSpec.model_validate({**data, "source": source})
@@ -229,8 +228,9 @@ def spec_from_dict(data: dict[str, Any], source: str = "<spec>") -> SweepSpec:
 
 def _spec_message(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in {"int", "list[int]",
-                                                                                      "float", "literal['auto']"}))
+    # pydantic names the member of a union it tried (`seeds.int`); the user wrote `seeds`
+    union_members = {"int", "list[int]", "float", "literal['auto']"}
+    loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in union_members))
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         section, key = ".".join(str(p) for p in first["loc"][:-1]), str(first["loc"][-1])

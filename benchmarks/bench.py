@@ -1,0 +1,753 @@
+"""How fast is one training run, and which part limits it?
+
+    python benchmarks/bench.py --recipe tort --profile thesis --device cuda \
+        --dataset imagefolder --data-root /data/flowers17
+    python benchmarks/bench.py --tiny          # CPU-sized model and views, seconds: what CI runs
+
+Modes (`--mode`, comma-separated; default all):
+
+  step      the training step alone: synthetic views already on the device, the real
+            TrainingSystem (all losses), backward, clipping, the real optimiser (AdamW in
+            Lookahead for tort), the LR schedule and the EMA teacher update.
+  pipeline  the data pipeline alone: the recipe's real training transform, `SeededViews`, a
+            DataLoader with N workers; images/s, and images per CPU-second of the processes doing
+            the work (what one core delivers, even on a shared machine), hence the cores needed
+            for the issue's targets; plus the CPU cost of each view.
+  e2e       the real `trainer.fit` for two short epochs (augmentation, all losses, EMA, Lookahead,
+            metric collection); samples/s is the trainer's own `samples_per_s` of the second epoch
+            (workers up, compilation done) and of the first.
+  startup   a fresh process: interpreter, imports, CUDA init, dataset load, model build.
+  syncs     the step replayed on the meta device, listing every op that would make the host wait
+            for the GPU (.item(), float()/bool() of a device tensor, data-dependent shapes,
+            device→host copies), with the line of code that issued it.
+
+FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on one step replayed on the meta
+device (same shapes, no arithmetic, so the ViT-B count costs seconds on any machine): matmuls and
+attention of the student's forward and backward, the teacher's forward, the heads. MFU = achieved
+FLOP/s ÷ `--peak-tflops` (default: the GPU's dense bf16 peak when known, n/a on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.flop_counter import FlopCounterMode
+
+from tort_core.config import RunConfig, build_config, parse_sets
+from tort_core.data import DatasetPair, load_dataset
+from tort_core.errors import ConfigError, DataError
+from tort_core.losses import LossContext
+from tort_core.recipes import RECIPES
+from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, _to_device, build_optimizer,
+                               build_scheduler, fit, resolve_device)
+from tort_core.views import GLOBAL_LIKE, MultiCropTransform
+
+MODES = ("step", "pipeline", "e2e", "startup", "syncs")
+RECIPE_NAMES = ("tort", "sota")
+# The issue's H100 targets, end to end at the thesis profile (samples/s).
+TARGETS = {"tort": 520.0, "sota": 2500.0}
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' datasheets, by device-name fragment;
+# the first match wins, so the more specific names come first.
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0), ("L40S", 362.0),
+               ("L4", 121.0), ("A10", 125.0), ("V100", 125.0))
+# --tiny: the demo profile made smaller still, so every mode finishes in seconds on a CPU.
+TINY = {
+    "batch_size": 8,
+    "views.n_local": 2,
+    "model.kwargs": {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2},
+    "heads.hidden_dim": 64,
+    "heads.bottleneck_dim": 32,
+    "heads.out_dim": 64,
+    "data.eval_batch_size": 64,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+@dataclass
+class Row:
+    recipe: str
+    mode: str
+    variant: str = "-"  # eager | compiled for step and e2e
+    batch: int = 0
+    samples_per_s: float | None = None
+    per_core: float | None = None  # pipeline: images per CPU-second of the processes doing the work
+    tflops: float | None = None  # achieved model FLOP/s
+    mfu: float | None = None
+    peak_mem_mb: float | None = None
+    seconds: float | None = None  # wall time of what was measured
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _throughput(flops_per_sample: float | None, samples_per_s: float, peak: float | None):
+    if not flops_per_sample:
+        return None, None
+    achieved = flops_per_sample * samples_per_s / 1e12
+    return achieved, (achieved / peak if peak else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The step: the body of trainer._train_epoch's loop, on a fixed batch
+
+def synthetic_batch(cfg: RunConfig, num_classes: int, device: torch.device):
+    """A collated batch shaped like the recipe's DataLoader output."""
+    b, g, l = cfg.batch_size, cfg.views.global_size, cfg.views.local_size
+    make = lambda size: torch.randn(b, 3, size, size, device=device)  # noqa: E731
+    if cfg.recipe == "tort":
+        views: Any = [make(g) for _ in range(GLOBAL_LIKE)] + [make(l) for _ in range(cfg.views.n_local)]
+    else:
+        views = make(g)
+    return views, torch.randint(0, num_classes, (b,), device=device)
+
+
+class StepRunner:
+    """The trainer's per-step work on a given batch.
+
+    It repeats `trainer._train_epoch`'s loop body rather than calling it, because the trainer's
+    loop owns its DataLoader; keep the two in step (the e2e mode runs the real loop).
+    """
+
+    def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, steps_per_epoch: int = 100):
+        self.cfg, self.num_classes, self.device = cfg, num_classes, device
+        recipe = RECIPES.get(cfg.recipe)()
+        # On meta, build there directly: a ViT-B pair initialised on the CPU would cost seconds.
+        with torch.device("meta") if device.type == "meta" else contextlib.nullcontext():
+            self.system = recipe.build(cfg, num_classes, steps_per_epoch).to(device)
+        self.system.train()
+        self.optimizer = build_optimizer(self.system, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
+        self.clip_params = [p for p in self.system.trainable().parameters() if p.requires_grad]
+        self.total_steps = cfg.total_epochs * steps_per_epoch
+        use_amp = cfg.amp and device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+        self.sums: dict[str, torch.Tensor] = {}
+        self.i = 0
+
+    def step(self, batch) -> None:
+        cfg, i = self.cfg, self.i
+        ctx = LossContext(epoch=0, step=i, total_steps=self.total_steps, num_classes=self.num_classes)
+        with self.autocast():
+            loss, metrics = self.system.training_step(batch, ctx)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.clip_grad is not None:
+            # The foreach kernels have no meta implementation; the per-tensor path does the same.
+            foreach = None if self.device.type == "meta" else True
+            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.clip_params, cfg.optim.clip_grad,
+                                                                  foreach=foreach)
+        self.optimizer.step()
+        self.scheduler.step_update(num_updates=i + 1)
+        self.system.after_optimizer_step(ctx)
+        metrics["loss"] = loss.detach()
+        for k, v in metrics.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.i += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Host-sync detection and FLOP counting on the meta device
+
+@dataclass
+class Sync:
+    kind: str
+    op: str
+    where: str
+
+
+_SCALAR_READ = {"aten::_local_scalar_dense", "aten::equal", "aten::is_nonzero"}
+_DATA_DEPENDENT = {"aten::nonzero", "aten::masked_select", "aten::_unique2", "aten::unique_dim",
+                   "aten::unique_consecutive", "aten::bincount", "aten::histc"}
+_BOOL_INDEXED = {"aten::index", "aten::index_put", "aten::index_put_", "aten::_index_put_impl_"}
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_THIS = os.path.abspath(__file__)
+
+
+def _caller() -> str:
+    """The innermost frame outside torch and this spy: the line of model/recipe code that asked."""
+    root = Path(__file__).resolve().parent.parent
+    for frame in reversed(traceback.extract_stack()):
+        path = os.path.abspath(frame.filename)
+        if path.startswith(_TORCH_DIR) or (path == _THIS and frame.name in ("__torch_dispatch__", "_caller")):
+            continue
+        try:
+            shown = str(Path(path).relative_to(root))
+        except ValueError:
+            shown = path.split("site-packages/")[-1]
+        return f"{shown}:{frame.lineno} ({frame.name})"
+    return "?"
+
+
+class SyncSpy(TorchDispatchMode):
+    """Records every op that would block the host on a real accelerator, with the meta device
+    standing in for it, and lets the replay go on with a stand-in result.
+
+    A CPU tensor's .item() (an optimiser's step counter) is host-only and not recorded; a copy to
+    the device is recorded separately, as it blocks only from pageable memory on some drivers.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.syncs: list[Sync] = []
+        self.h2d: list[Sync] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func._schema.name
+        tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
+        on_device = any(t.device.type == "meta" for t in tensors)
+        if name in _SCALAR_READ and on_device:
+            self.syncs.append(Sync("scalar read (.item/float/bool)", name, _caller()))
+            dtype = tensors[0].dtype
+            return True if dtype == torch.bool or name != "aten::_local_scalar_dense" else (
+                1.0 if dtype.is_floating_point else 1)
+        if name in ("aten::_to_copy", "aten::copy_") and tensors:
+            src = tensors[1] if name == "aten::copy_" else tensors[0]
+            dst_device = tensors[0].device if name == "aten::copy_" else torch.device(kwargs.get("device") or src.device)
+            if src.device.type == "meta" and dst_device.type == "cpu":
+                self.syncs.append(Sync("device→host copy", name, _caller()))
+                return tensors[0] if name == "aten::copy_" else torch.zeros(
+                    src.shape, dtype=kwargs.get("dtype") or src.dtype)
+            if src.device.type == "cpu" and dst_device.type == "meta":
+                self.h2d.append(Sync("host→device copy", name, _caller()))
+        bool_index = name in _BOOL_INDEXED and any(
+            isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8)
+            for t in (args[1] if len(args) > 1 and isinstance(args[1], (list, tuple)) else []))
+        if on_device and (name in _DATA_DEPENDENT or bool_index):
+            self.syncs.append(Sync("data-dependent shape", name + (" (bool mask)" if bool_index else ""), _caller()))
+            import torch.fx.experimental._config as fx_config
+
+            with fx_config.patch(meta_nonzero_assume_all_nonzero=True):
+                return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def _flat(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            yield from a
+        else:
+            yield a
+
+
+@dataclass
+class StepAnalysis:
+    flops_per_step: float | None
+    syncs: list[Sync]
+    h2d: list[Sync]
+    error: str | None = None
+
+
+def analyse_step(cfg: RunConfig, num_classes: int) -> StepAnalysis:
+    """One step on the meta device: its FLOPs and its host syncs. Compilation is left out (same
+    FLOPs; the compiled graph is the eager one's ops)."""
+    meta = torch.device("meta")
+    spy = SyncSpy()
+    flops: float | None = None
+    try:
+        runner = StepRunner(cfg.model_copy(update={"compile": False}), num_classes, meta)
+        batch = synthetic_batch(cfg, num_classes, meta)
+        with spy, FlopCounterMode(display=False) as counter:
+            runner.step(batch)
+        flops = float(counter.get_total_flops())
+    except Exception as err:  # noqa: BLE001 - report what was found before the replay stopped
+        return StepAnalysis(flops, spy.syncs, spy.h2d, f"{type(err).__name__}: {str(err).splitlines()[0]}")
+    return StepAnalysis(flops, spy.syncs, spy.h2d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modes
+
+def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: int, warmup: int,
+               flops_per_sample: float | None, peak: float | None, variant: str) -> Row:
+    runner = StepRunner(cfg, num_classes, device)
+    batch = synthetic_batch(cfg, num_classes, device)
+    t_first = time.perf_counter()
+    for _ in range(warmup):  # the first steps allocate optimiser state and, compiled, compile
+        runner.step(batch)
+    _sync(device)
+    t_first = time.perf_counter() - t_first
+    _reset_peak(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        runner.step(batch)
+    _sync(device)
+    dt = time.perf_counter() - t0
+    rate = steps * cfg.batch_size / dt
+    tflops, mfu = _throughput(flops_per_sample, rate, peak)
+    extra = {"steps": steps, "warmup": warmup, "warmup_seconds": t_first, "ms_per_step": 1e3 * dt / steps}
+    note = f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s"
+    if variant == "compiled":
+        graphs = _compiled_graphs()
+        if graphs is not None:
+            extra["compiled_graphs"] = graphs
+            note += f"; {graphs} graphs"
+    return Row(cfg.recipe, "step", variant, cfg.batch_size, rate, None, tflops, mfu, _peak_memory_mb(device),
+               dt, note, extra)
+
+
+def _compiled_graphs() -> int | None:
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:  # noqa: BLE001 - a private counter; absent in some versions
+        return None
+
+
+class _Keys(Sampler):
+    """`n` (epoch, index) keys over as many epochs as needed, each shuffled like the trainer's."""
+
+    def __init__(self, size: int, n: int, seed: int):
+        self.size, self.n, self.seed = size, n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        sampler, produced = EpochSampler(self.size, self.seed), 0
+        for epoch in count():
+            sampler.set_epoch(epoch)
+            for key in sampler:
+                if produced == self.n:
+                    return
+                yield key
+                produced += 1
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, workers: list[int], images: int,
+                   note: str) -> list[Row]:
+    """Images/s on the wall clock, and images per CPU-second: on a shared machine the wall rate
+    depends on what else runs, the CPU-time rate much less, so "cores needed" is computed from it."""
+    transform = RECIPES.get(cfg.recipe)().train_transform(cfg)
+    ds = SeededViews(data.train, transform, cfg.seed)
+    b = cfg.batch_size
+    rows = []
+    for w in workers:
+        # The first batches are warm-up: worker start-up, and with w workers the first w batches
+        # are produced concurrently, so timing from the first would count them twice.
+        skip = max(1, w)
+        n_batches = max(2, math.ceil(images / b)) + skip
+        loader = DataLoader(ds, batch_size=b, sampler=_Keys(len(ds), n_batches * b, cfg.seed), num_workers=w,
+                            drop_last=True, pin_memory=cfg.data.pin_memory and device.type == "cuda")
+        threads = torch.get_num_threads()
+        if w == 0:
+            torch.set_num_threads(1)  # one core, as in a worker process (DataLoader sets 1 there)
+        try:
+            t_start = time.perf_counter()
+            it = iter(loader)
+            for _ in range(skip):
+                next(it)
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(n_batches - skip):
+                next(it)
+            dt, main_cpu = time.perf_counter() - t0, time.process_time() - c0
+            # Workers' CPU time from their start: every batch they made, warm-up ones included.
+            worker_cpu = [_cpu_seconds(p.pid) for p in getattr(it, "_workers", [])]
+            del it
+        finally:
+            torch.set_num_threads(threads)
+        n = (n_batches - skip) * b
+        rate = n / dt
+        if w == 0:
+            per_core = n / main_cpu if main_cpu > 0 else None
+        elif worker_cpu and None not in worker_cpu and sum(worker_cpu) > 0:  # type: ignore[arg-type]
+            per_core = n_batches * b / sum(worker_cpu)  # type: ignore[arg-type]
+        else:
+            per_core = rate / w
+        target = TARGETS.get(cfg.recipe)
+        cores = f"; {target:.0f}/s needs ≈{math.ceil(target / per_core)} cores" if target and per_core else ""
+        rows.append(Row(cfg.recipe, "pipeline", f"{w} workers", b, rate, per_core, seconds=dt,
+                        note=f"{n} images after {skip} warm-up batches ({t0 - t_start:.1f} s){cores}{note}",
+                        extra={"workers": w, "images": n, "warmup_seconds": t0 - t_start, "main_cpu_seconds": main_cpu,
+                               "worker_cpu_seconds": worker_cpu}))
+    return rows
+
+
+def pipeline_breakdown(cfg: RunConfig, data: DatasetPair, images: int) -> list[dict[str, Any]]:
+    """CPU milliseconds per image of each part of the transform, on one thread: what would move to
+    the GPU."""
+    transform = RECIPES.get(cfg.recipe)().train_transform(cfg)
+    if isinstance(transform, MultiCropTransform):
+        parts = [("global 1", transform.global1, 1), ("global 2", transform.global2, 1),
+                 ("masked", transform.masked, 1), ("local", transform.local, transform.n_local)]
+    else:
+        parts = [("transform", transform, 1)]
+    totals = {"decode": 0.0, **{name: 0.0 for name, _, _ in parts}}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(cfg.seed)
+    n = min(images, len(data.train))  # type: ignore[arg-type]
+    try:
+        for i in range(n):
+            t = time.process_time()  # CPU time: what a core spends, whatever else shares it
+            image, _ = data.train[i]
+            totals["decode"] += time.process_time() - t
+            for name, fn, reps in parts:
+                t = time.process_time()
+                for _ in range(reps):
+                    fn(image)
+                totals[name] += time.process_time() - t
+    finally:
+        torch.set_num_threads(threads)
+    reps = {name: r for name, _, r in parts}
+    total = sum(totals.values())
+    return [{"recipe": cfg.recipe, "part": name if reps.get(name, 1) == 1 else f"{name} ×{reps[name]}",
+             "ms_per_image": 1e3 * s / n, "share": s / total} for name, s in totals.items()]
+
+
+def e2e_overrides(batch_size: int, train_size: int, steps: int) -> dict[str, Any]:
+    """A two-epoch run of `steps` steps each, evaluated only after the last epoch (fit always
+    evaluates the last): the second epoch's samples_per_s has workers running and compilation done."""
+    steps = max(1, min(steps, train_size // batch_size))
+    return {"epochs": 2, "optim.warmup_epochs": 0, "optim.cooldown_epochs": 0,
+            "data.train_limit": steps * batch_size, "data.test_limit": batch_size, "eval.every": 1000}
+
+
+def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None, peak: float | None,
+              variant: str) -> Row:
+    b = cfg.batch_size
+    steps = (cfg.data.train_limit or 0) // b
+    t0 = time.perf_counter()
+    result = fit(cfg, run_dir=None, data=data)
+    wall = time.perf_counter() - t0
+    if result.status != "completed" or len(result.records) < 2:
+        return Row(cfg.recipe, "e2e", variant, b, note=f"fit {result.status}: {result.error}")
+    cold, warm = result.records[0], result.records[-1]
+    rate = warm["samples_per_s"]
+    tflops, mfu = _throughput(flops_per_sample, rate, peak)
+    note = (f"{steps} steps/epoch, {cfg.data.num_workers} workers; epoch 1 {cold['samples_per_s']:.1f}/s; "
+            f"fit {wall:.1f} s incl. build and eval")
+    return Row(cfg.recipe, "e2e", variant, b, rate, None, tflops, mfu, warm["peak_mem_mb"], warm["train_seconds"],
+               note, {"steps": steps, "cold_samples_per_s": cold["samples_per_s"], "fit_seconds": wall,
+                      "workers": cfg.data.num_workers})
+
+
+_STARTUP_CHILD = r"""
+import json, sys, time
+t0 = time.time()
+import torch
+t1 = time.time()
+from tort_core.config import build_config
+from tort_core.data import load_dataset
+from tort_core.recipes import RECIPES
+from tort_core.trainer import resolve_device
+t2 = time.time()
+recipe, profile, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+cfg = build_config(recipe, profile, overrides=overrides)
+device = resolve_device(cfg.device)
+if device.type == "cuda":
+    torch.cuda.init(); torch.empty(1, device=device); torch.cuda.synchronize(device)
+t3 = time.time()
+data = load_dataset(cfg.data.dataset, cfg.data.root)
+n = len(data.train) + len(data.test)
+t4 = time.time()
+system = RECIPES.get(recipe)().build(cfg, data.num_classes, 1).to(device)
+if device.type == "cuda":
+    torch.cuda.synchronize(device)
+t5 = time.time()
+print("STARTUP " + json.dumps({"start": t0, "torch": t1 - t0, "tort_core+timm": t2 - t1, "cuda": t3 - t2,
+      "dataset": t4 - t3, "model": t5 - t4, "images": n, "device": str(device)}))
+"""
+
+
+def bench_startup(recipe: str, profile: str, overrides: dict[str, Any]) -> Row:
+    t_launch = time.time()
+    proc = subprocess.run([sys.executable, "-c", _STARTUP_CHILD, recipe, profile, json.dumps(overrides, default=str)],
+                          capture_output=True, text=True)
+    total = time.time() - t_launch
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("STARTUP ")), None)
+    if proc.returncode or line is None:
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return Row(recipe, "startup", note=f"child failed: {err}")
+    phases = json.loads(line.removeprefix("STARTUP "))
+    phases["interpreter"] = phases.pop("start") - t_launch
+    cuda = "n/a" if not phases["device"].startswith("cuda") else f"{phases['cuda']:.2f}"
+    note = (f"interpreter {phases['interpreter']:.2f}, torch {phases['torch']:.2f}, tort_core+timm "
+            f"{phases['tort_core+timm']:.2f}, CUDA {cuda}, dataset {phases['dataset']:.2f} "
+            f"({phases['images']} images), model {phases['model']:.2f} s")
+    return Row(recipe, "startup", seconds=total, note=note, extra=phases)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+class Reencoded(Dataset):
+    """Images re-encoded as JPEGs with a given short side, decoded on every access.
+
+    Approximates a dataset stored at a larger resolution than the copy at hand (decode and crop
+    cost grow with the source's pixels) without needing that dataset.
+    """
+
+    def __init__(self, base: Dataset, short_side: int, n: int):
+        import io
+
+        from PIL import Image
+
+        self.blobs, self.labels = [], []
+        for i in range(min(n, len(base))):  # type: ignore[arg-type]
+            image, label = base[i]
+            scale = short_side / min(image.size)
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+            buf = io.BytesIO()
+            image.save(buf, format="JPEG", quality=90)
+            self.blobs.append(buf.getvalue())
+            self.labels.append(label)
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def __getitem__(self, index: int):
+        import io
+
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self.blobs[index])).convert("RGB"), self.labels[index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="both", choices=[*RECIPE_NAMES, "both"])
+    p.add_argument("--profile", default="thesis", help="thesis | demo")
+    p.add_argument("--tiny", action="store_true", help="demo profile, smaller model and batch: seconds on a CPU (CI)")
+    p.add_argument("--mode", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--compile", default="auto", choices=["auto", "no", "yes", "both"],
+                   help="step/e2e variants: eager (no), compiled (yes), both; auto = both on CUDA, eager elsewhere")
+    p.add_argument("--batch-size", type=int, help="default: the recipe's (tort 32, sota 64 on thesis)")
+    p.add_argument("--steps", type=int, help="timed steps (step) / steps per epoch (e2e)")
+    p.add_argument("--warmup", type=int, help="untimed steps before timing (step)")
+    p.add_argument("--workers", help="pipeline worker counts, comma-separated (default 0 and the core count)")
+    p.add_argument("--images", type=int, help="images timed per pipeline setting")
+    p.add_argument("--breakdown-images", type=int, help="images for the per-view cost breakdown (0: none)")
+    p.add_argument("--source-short-side", type=int,
+                   help="pipeline: re-encode the training images as JPEGs of this short side first")
+    p.add_argument("--dataset", help="e.g. imagefolder, flowers102 (default: the profile's)")
+    p.add_argument("--data-root", help="local dataset root")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="any config key")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
+    p.add_argument("--peak-tflops", type=float, help="peak FLOP/s for MFU (default: known GPUs' dense bf16)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        p.error(f"--mode: unknown {bad}; choose from {', '.join(MODES)}")
+    args.modes = modes
+    if args.tiny:
+        args.profile = "demo"
+    defaults = (dict(steps=3, warmup=1, images=16, breakdown_images=8) if args.tiny
+                else dict(steps=20, warmup=5, images=256, breakdown_images=32))
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def overrides_for(args: argparse.Namespace, recipe: str, compiled: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.tiny:
+        out.update(TINY)
+        if recipe == "sota":
+            out.pop("views.n_local")
+    out["device"] = args.device
+    if args.batch_size:
+        out["batch_size"] = args.batch_size
+    if args.dataset:
+        out["data.dataset"] = args.dataset
+    if args.data_root:
+        out["data.root"] = args.data_root
+    out.update(parse_sets(args.sets))
+    if compiled:
+        out["compile"] = True
+    return out
+
+
+def default_peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for key, v in PEAK_TFLOPS if key in name), None)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import timm
+
+    return {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version(), "load_avg_start": os.getloadavg()}
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
+
+
+def render(env: dict[str, Any], rows: list[Row], breakdown: list[dict[str, Any]], analyses: dict[str, StepAnalysis],
+           peak: float | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    where = env["gpu"] or f"{env['cpu']}, {env['cores']} cores, {env['torch_threads']} torch threads"
+    load = " ".join(f"{x:.2f}" for x in env["load_avg_start"])
+    console.print(f"[bold]tort benchmark[/] on {env['device']} ({where}); torch {env['torch']}, timm {env['timm']}; "
+                  f"load average at start {load}; peak {_fmt(peak)} TFLOP/s")
+    table = Table(show_lines=False)
+    for col, justify in (("recipe", "left"), ("mode", "left"), ("variant", "left"), ("batch", "right"),
+                         ("samples/s", "right"), ("img/CPU-s", "right"), ("TFLOP/s", "right"), ("MFU", "right"),
+                         ("peak MB", "right"), ("s", "right"), ("notes", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for r in rows:
+        table.add_row(r.recipe, r.mode, r.variant, str(r.batch or ""), _fmt(r.samples_per_s), _fmt(r.per_core),
+                      "n/a" if r.tflops is None else f"{r.tflops:.3g}", "n/a" if r.mfu is None else f"{100 * r.mfu:.1f}%", _fmt(r.peak_mem_mb, 0),
+                      _fmt(r.seconds, 2), r.note)
+    console.print(table)
+    if breakdown:
+        parts = Table(title="pipeline cost per image, one thread")
+        for col in ("recipe", "part", "CPU ms/image", "share"):
+            parts.add_column(col, justify="left" if col in ("recipe", "part") else "right")
+        for b in breakdown:
+            parts.add_row(b["recipe"], b["part"], f"{b['ms_per_image']:.2f}", f"{100 * b['share']:.0f}%")
+        console.print(parts)
+    for recipe, a in analyses.items():
+        flops = "n/a" if a.flops_per_step is None else f"{a.flops_per_step / 1e9:,.1f} GFLOP per step"
+        console.print(f"{recipe}: {flops}; host syncs per step: {len(a.syncs)}"
+                      + "".join(f"\n  {s.kind}: {s.op} at {s.where}" for s in a.syncs)
+                      + (f"\n  host→device copies per step: {len(a.h2d)}"
+                         + "".join(f"\n    {s.where}" for s in a.h2d) if a.h2d else "")
+                      + (f"\n  [red]replay stopped: {a.error}[/]" if a.error else ""))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    args.device = str(device)
+    peak = args.peak_tflops or default_peak(device)
+    compile_choice = args.compile if args.compile != "auto" else ("both" if device.type == "cuda" else "no")
+    variants = {"no": [False], "yes": [True], "both": [False, True]}[compile_choice]
+    recipes = list(RECIPE_NAMES) if args.recipe == "both" else [args.recipe]
+    env = environment(device)
+    rows: list[Row] = []
+    breakdown: list[dict[str, Any]] = []
+    analyses: dict[str, StepAnalysis] = {}
+    datasets: dict[tuple[str, str], DatasetPair] = {}  # both recipes read the same dataset
+    for recipe in recipes:
+        cfg = build_config(recipe, args.profile, overrides=overrides_for(args, recipe))
+        data = None
+        if {"pipeline", "e2e"} & set(args.modes):
+            key = (cfg.data.dataset, str(cfg.data.root))
+            if key not in datasets:
+                datasets[key] = load_dataset(cfg.data.dataset, cfg.data.root)
+            data = datasets[key]
+        num_classes = data.num_classes if data is not None else (10 if args.profile == "demo" else 102)
+        flops_per_sample = None
+        if {"step", "e2e", "syncs"} & set(args.modes):
+            analyses[recipe] = analyse_step(cfg, num_classes)
+            a = analyses[recipe]
+            flops_per_sample = a.flops_per_step / cfg.batch_size if a.flops_per_step else None
+            if "syncs" in args.modes:
+                where = "; ".join(f"{s.op} at {s.where}" for s in a.syncs) or "none"
+                rows.append(Row(recipe, "syncs", batch=cfg.batch_size,
+                                note=f"{len(a.syncs)} per step: {where}" + (f" (stopped: {a.error})" if a.error else ""),
+                                extra={"syncs": [asdict(s) for s in a.syncs], "h2d": [asdict(s) for s in a.h2d],
+                                       "flops_per_step": a.flops_per_step, "error": a.error}))
+        for compiled in variants:
+            variant = "compiled" if compiled else "eager"
+            vcfg = build_config(recipe, args.profile, overrides=overrides_for(args, recipe, compiled))
+            if "step" in args.modes:
+                rows.append(bench_step(vcfg, num_classes, device, args.steps, args.warmup + (2 if compiled else 0),
+                                       flops_per_sample, peak, variant))
+            if "e2e" in args.modes:
+                assert data is not None
+                extra = e2e_overrides(vcfg.batch_size, len(data.train), args.steps)  # type: ignore[arg-type]
+                ecfg = build_config(recipe, args.profile, overrides={**overrides_for(args, recipe, compiled), **extra})
+                rows.append(bench_e2e(ecfg, data, flops_per_sample, peak, variant))
+        if "pipeline" in args.modes:
+            assert data is not None
+            note = ""
+            if args.source_short_side:
+                need = (math.ceil(args.images / cfg.batch_size) + 4) * cfg.batch_size
+                data = DatasetPair(Reencoded(data.train, args.source_short_side, max(need, args.breakdown_images)),
+                                   data.test, data.num_classes, data.name)
+                note = f"; sources re-encoded at short side {args.source_short_side} px"
+            cores = env["cores"] or 1
+            workers = ([int(w) for w in args.workers.split(",")] if args.workers
+                       else sorted({0, cores}) if not args.tiny else [0, 1])
+            rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
+            if args.breakdown_images:
+                breakdown.extend(pipeline_breakdown(cfg, data, args.breakdown_images))
+        if "startup" in args.modes:
+            rows.append(bench_startup(recipe, args.profile, overrides_for(args, recipe)))
+    env["load_avg_end"] = os.getloadavg()
+    render(env, rows, breakdown, analyses, peak)
+    out = {"env": env, "peak_tflops": peak, "profile": args.profile, "tiny": args.tiny,
+           "rows": [asdict(r) for r in rows], "breakdown": breakdown,
+           "flops_per_step": {k: a.flops_per_step for k, a in analyses.items()}}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2, default=str))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The benchmark script works: every mode runs on the tiny CPU variant and reports positive
+numbers. Correctness of the script only; no timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("tort_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tort_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_run(bench, tmp_path_factory):
+    """Both recipes through step, pipeline, e2e and syncs, in this process (imports are the slow part)."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        code = bench.main(["--tiny", "--recipe", "both", "--mode", "step,pipeline,e2e,syncs", "--steps", "2",
+                           "--images", "16", "--breakdown-images", "2", "--threads", "1", "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return json.loads(out.read_text())
+
+
+def rows(result, recipe, mode):
+    return [r for r in result["rows"] if r["recipe"] == recipe and r["mode"] == mode]
+
+
+@pytest.mark.parametrize("recipe", ["tort", "sota"])
+def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
+    for mode in ("step", "e2e"):
+        (row,) = rows(tiny_run, recipe, mode)
+        assert row["variant"] == "eager"
+        assert row["samples_per_s"] > 0
+        assert row["tflops"] > 0  # FLOPs were counted, so achieved FLOP/s is known
+        assert row["mfu"] is None  # no peak given on a CPU
+        assert row["peak_mem_mb"] > 0
+    pipeline = rows(tiny_run, recipe, "pipeline")
+    assert [r["extra"]["workers"] for r in pipeline] == [0, 1]
+    assert all(r["samples_per_s"] > 0 and r["per_core"] > 0 for r in pipeline)
+    assert tiny_run["flops_per_step"][recipe] > 0
+    parts = [b for b in tiny_run["breakdown"] if b["recipe"] == recipe]
+    assert parts and all(b["ms_per_image"] >= 0 for b in parts)
+
+
+def test_the_tort_breakdown_names_every_view(tiny_run):
+    parts = [b["part"] for b in tiny_run["breakdown"] if b["recipe"] == "tort"]
+    assert parts == ["decode", "global 1", "global 2", "masked", "local ×2"]
+
+
+@pytest.mark.parametrize("recipe", ["tort", "sota"])
+def test_the_training_step_has_no_host_sync(tiny_run, recipe):
+    (row,) = rows(tiny_run, recipe, "syncs")
+    assert row["extra"]["error"] is None
+    assert row["extra"]["syncs"] == []
+
+
+def test_the_spy_finds_syncs_and_ignores_host_only_scalars(bench):
+    x = torch.randn(3, 4, device="meta")
+    with bench.SyncSpy() as spy:
+        x.sum().item()  # scalar read
+        x[x > 0].mean()  # data-dependent shape
+        x.cpu()  # device → host
+        torch.ones(2).to("meta")  # host → device: not a sync, listed apart
+        torch.tensor(3.0).item()  # an optimiser's CPU step counter: host only
+    kinds = [s.kind for s in spy.syncs]
+    assert kinds == ["scalar read (.item/float/bool)", "data-dependent shape", "device→host copy"]
+    assert all("test_bench.py" in s.where for s in spy.syncs)
+    assert len(spy.h2d) == 1
+
+
+def test_the_command_line_runs_startup_and_writes_json(tmp_path):
+    out = tmp_path / "startup.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--recipe", "sota", "--mode", "startup",
+                           "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "startup" in proc.stdout
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["mode"] == "startup" and row["seconds"] > 0
+    assert all(row["extra"][k] >= 0 for k in ("interpreter", "torch", "tort_core+timm", "dataset", "model"))
+
+
+def test_a_bad_mode_is_refused(bench, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(["--mode", "stepp"])
+    assert exc.value.code == 2
+    assert "stepp" in capsys.readouterr().err
