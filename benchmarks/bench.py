@@ -48,6 +48,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms as T
 
 from tort_core.config import RunConfig, build_config, parse_sets
 from tort_core.data import DatasetPair, load_dataset
@@ -401,36 +402,61 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
     return rows
 
 
-def pipeline_breakdown(cfg: RunConfig, data: DatasetPair, images: int) -> list[dict[str, Any]]:
-    """CPU milliseconds per image of each part of the transform, on one thread: what would move to
-    the GPU."""
+def _op_name(t: Any) -> str:
+    if isinstance(t, T.RandomApply):
+        return "+".join(_op_name(x) for x in t.transforms)
+    if isinstance(t, T.Compose):
+        return "+".join(_op_name(x) for x in t.transforms)
+    return type(t).__name__
+
+
+def _timed(transform: Any, image: Any, ops: dict[str, float]) -> None:
+    """Apply `transform`, adding each top-level op's CPU seconds to `ops`."""
+    steps = transform.transforms if isinstance(transform, T.Compose) else [transform]
+    x = image
+    for t in steps:
+        c = time.process_time()  # CPU time: what a core spends, whatever else shares it
+        x = t(x)
+        ops[_op_name(t)] = ops.get(_op_name(t), 0.0) + time.process_time() - c
+
+
+def pipeline_breakdown(cfg: RunConfig, data: DatasetPair, images: int) -> tuple[list[dict], list[dict]]:
+    """CPU milliseconds per image, on one thread, of each view and of each operation summed over
+    the views: what would move to the GPU first."""
     transform = RECIPES.get(cfg.recipe)().train_transform(cfg)
     if isinstance(transform, MultiCropTransform):
         parts = [("global 1", transform.global1, 1), ("global 2", transform.global2, 1),
                  ("masked", transform.masked, 1), ("local", transform.local, transform.n_local)]
     else:
         parts = [("transform", transform, 1)]
-    totals = {"decode": 0.0, **{name: 0.0 for name, _, _ in parts}}
+    per_part: dict[str, dict[str, float]] = {"decode": {}, **{name: {} for name, _, _ in parts}}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(cfg.seed)
-    n = min(images, len(data.train))  # type: ignore[arg-type]
+    size = len(data.train)  # type: ignore[arg-type]
+    n = min(images, size)
     try:
         for i in range(n):
-            t = time.process_time()  # CPU time: what a core spends, whatever else shares it
-            image, _ = data.train[i]
-            totals["decode"] += time.process_time() - t
+            c = time.process_time()
+            image, _ = data.train[i * size // n]  # spread over the classes (and their image sizes)
+            per_part["decode"]["decode"] = per_part["decode"].get("decode", 0.0) + time.process_time() - c
             for name, fn, reps in parts:
-                t = time.process_time()
                 for _ in range(reps):
-                    fn(image)
-                totals[name] += time.process_time() - t
+                    _timed(fn, image, per_part[name])
     finally:
         torch.set_num_threads(threads)
     reps = {name: r for name, _, r in parts}
-    total = sum(totals.values())
-    return [{"recipe": cfg.recipe, "part": name if reps.get(name, 1) == 1 else f"{name} ×{reps[name]}",
-             "ms_per_image": 1e3 * s / n, "share": s / total} for name, s in totals.items()]
+    total = sum(sum(ops.values()) for ops in per_part.values())
+    part_rows = [{"recipe": cfg.recipe, "part": name if reps.get(name, 1) == 1 else f"{name} ×{reps[name]}",
+                  "ms_per_image": 1e3 * sum(ops.values()) / n, "share": sum(ops.values()) / total}
+                 for name, ops in per_part.items()]
+    by_op: dict[str, float] = {}
+    for ops in per_part.values():
+        for op, sec in ops.items():
+            by_op[op] = by_op.get(op, 0.0) + sec
+    op_rows = [{"recipe": cfg.recipe, "op": op, "ms_per_image": 1e3 * sec / n, "share": sec / total}
+               for op, sec in sorted(by_op.items(), key=lambda kv: -kv[1])]
+    return part_rows, op_rows
 
 
 def e2e_overrides(batch_size: int, train_size: int, steps: int) -> dict[str, Any]:
@@ -499,10 +525,12 @@ def bench_startup(recipe: str, profile: str, overrides: dict[str, Any]) -> Row:
         return Row(recipe, "startup", note=f"child failed: {err}")
     phases = json.loads(line.removeprefix("STARTUP "))
     phases["interpreter"] = phases.pop("start") - t_launch
+    phases["exit"] = total - sum(phases[k] for k in ("interpreter", "torch", "tort_core+timm", "cuda", "dataset",
+                                                      "model"))
     cuda = "n/a" if not phases["device"].startswith("cuda") else f"{phases['cuda']:.2f}"
     note = (f"interpreter {phases['interpreter']:.2f}, torch {phases['torch']:.2f}, tort_core+timm "
             f"{phases['tort_core+timm']:.2f}, CUDA {cuda}, dataset {phases['dataset']:.2f} "
-            f"({phases['images']} images), model {phases['model']:.2f} s")
+            f"({phases['images']} images), model {phases['model']:.2f}, exit {phases['exit']:.2f} s")
     return Row(recipe, "startup", seconds=total, note=note, extra=phases)
 
 
@@ -631,8 +659,8 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
 
 
-def render(env: dict[str, Any], rows: list[Row], breakdown: list[dict[str, Any]], analyses: dict[str, StepAnalysis],
-           peak: float | None) -> None:
+def render(env: dict[str, Any], rows: list[Row], breakdown: list[dict[str, Any]], breakdown_ops: list[dict[str, Any]],
+           analyses: dict[str, StepAnalysis], peak: float | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -658,6 +686,13 @@ def render(env: dict[str, Any], rows: list[Row], breakdown: list[dict[str, Any]]
         for b in breakdown:
             parts.add_row(b["recipe"], b["part"], f"{b['ms_per_image']:.2f}", f"{100 * b['share']:.0f}%")
         console.print(parts)
+    if breakdown_ops:
+        ops = Table(title="pipeline cost per image by operation (all views), one thread")
+        for col in ("recipe", "operation", "CPU ms/image", "share"):
+            ops.add_column(col, justify="left" if col in ("recipe", "operation") else "right")
+        for b in breakdown_ops:
+            ops.add_row(b["recipe"], b["op"], f"{b['ms_per_image']:.2f}", f"{100 * b['share']:.0f}%")
+        console.print(ops)
     for recipe, a in analyses.items():
         flops = "n/a" if a.flops_per_step is None else f"{a.flops_per_step / 1e9:,.1f} GFLOP per step"
         console.print(f"{recipe}: {flops}; host syncs per step: {len(a.syncs)}"
@@ -679,6 +714,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = environment(device)
     rows: list[Row] = []
     breakdown: list[dict[str, Any]] = []
+    breakdown_ops: list[dict[str, Any]] = []
     analyses: dict[str, StepAnalysis] = {}
     datasets: dict[tuple[str, str], DatasetPair] = {}  # both recipes read the same dataset
     for recipe in recipes:
@@ -725,13 +761,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        else sorted({0, cores}) if not args.tiny else [0, 1])
             rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
             if args.breakdown_images:
-                breakdown.extend(pipeline_breakdown(cfg, data, args.breakdown_images))
+                part_rows, op_rows = pipeline_breakdown(cfg, data, args.breakdown_images)
+                breakdown.extend(part_rows)
+                breakdown_ops.extend(op_rows)
         if "startup" in args.modes:
             rows.append(bench_startup(recipe, args.profile, overrides_for(args, recipe)))
     env["load_avg_end"] = os.getloadavg()
-    render(env, rows, breakdown, analyses, peak)
+    render(env, rows, breakdown, breakdown_ops, analyses, peak)
     out = {"env": env, "peak_tflops": peak, "profile": args.profile, "tiny": args.tiny,
-           "rows": [asdict(r) for r in rows], "breakdown": breakdown,
+           "rows": [asdict(r) for r in rows], "breakdown": breakdown, "breakdown_ops": breakdown_ops,
            "flops_per_step": {k: a.flops_per_step for k, a in analyses.items()}}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
