@@ -55,8 +55,8 @@ from tort_core.data import DatasetPair, load_dataset
 from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
-from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, _to_device, build_optimizer,
-                               build_scheduler, fit, resolve_device)
+from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, build_optimizer, build_scheduler, fit,
+                               resolve_device)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
 
 MODES = ("step", "pipeline", "e2e", "startup", "syncs")
@@ -289,6 +289,7 @@ def analyse_step(cfg: RunConfig, num_classes: int) -> StepAnalysis:
 
 def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: int, warmup: int,
                flops_per_sample: float | None, peak: float | None, variant: str) -> Row:
+    graphs_before = _compiled_graphs()  # a process-wide count: an earlier recipe's graphs are in it
     runner = StepRunner(cfg, num_classes, device)
     batch = synthetic_batch(cfg, num_classes, device)
     t_first = time.perf_counter()
@@ -307,7 +308,8 @@ def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: in
     extra = {"steps": steps, "warmup": warmup, "warmup_seconds": t_first, "ms_per_step": 1e3 * dt / steps}
     note = f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s"
     if variant == "compiled":
-        graphs = _compiled_graphs()
+        after = _compiled_graphs()
+        graphs = after - graphs_before if after is not None and graphs_before is not None else None
         if graphs is not None:
             extra["compiled_graphs"] = graphs
             note += f"; {graphs} graphs"
@@ -403,9 +405,7 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
 
 
 def _op_name(t: Any) -> str:
-    if isinstance(t, T.RandomApply):
-        return "+".join(_op_name(x) for x in t.transforms)
-    if isinstance(t, T.Compose):
+    if isinstance(t, (T.RandomApply, T.Compose)):  # name what is applied, not the wrapper
         return "+".join(_op_name(x) for x in t.transforms)
     return type(t).__name__
 

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import TINY_SETS
+from tiny_config import TINY_SETS
 
 
 def tort(*args, cwd=None, timeout=600):

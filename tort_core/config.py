@@ -187,7 +187,9 @@ class TeacherConfig(_Section):
 class AugConfig(_Section):
     """Augmentation of the single-view supervised pipeline (the sota recipe)."""
 
-    randaugment: str | None = Field("rand-m9-mstd0.5-inc1", description="timm RandAugment string; null disables")
+    # Not timm's "-inc1" variant: at high sampled magnitudes it asks for 0-bit posterize, which
+    # Pillow ≥ 12 rejects mid-epoch.
+    randaugment: str | None = Field("rand-m9-mstd0.5", description="timm RandAugment string; null disables")
     mixup: float = Field(0.2, ge=0)
     cutmix: float = Field(0.0, ge=0)
     scale: Pair = (0.08, 1.0)

@@ -121,7 +121,10 @@ class SeededViews(Dataset):
 
 def _loader(ds: Dataset, cfg: RunConfig, device: torch.device, **kw) -> DataLoader:
     workers = cfg.data.num_workers
-    return DataLoader(ds, num_workers=workers, persistent_workers=workers > 0,
+    # Starting workers draws a base seed; from its own generator, not the global RNG, or a resumed
+    # run (whose persistent workers start in a later epoch) would drift from an uninterrupted one.
+    generator = torch.Generator().manual_seed(_mix(cfg.seed, 4))
+    return DataLoader(ds, num_workers=workers, persistent_workers=workers > 0, generator=generator,
                       pin_memory=cfg.data.pin_memory and device.type == "cuda", **kw)
 
 

@@ -20,7 +20,7 @@ def _ablation(key, values, seeds=(0, 1), sweep=None, **extra):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from conftest import comparison_specs, make_frames
+    from synthetic_store import comparison_specs, make_frames
 
     specs = comparison_specs(datasets=("digits", "flowers102"), seeds=(0, 1))
     specs += _ablation("loss.teacher_temp", [0.02, 0.04], sweep="teacher_temp")

@@ -60,9 +60,14 @@ def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
     assert parts and all(b["ms_per_image"] >= 0 for b in parts)
 
 
-def test_the_tort_breakdown_names_every_view(tiny_run):
+def test_the_breakdown_names_every_view_and_operation(tiny_run):
     parts = [b["part"] for b in tiny_run["breakdown"] if b["recipe"] == "tort"]
     assert parts == ["decode", "global 1", "global 2", "masked", "local ×2"]
+    ops = {b["op"] for b in tiny_run["breakdown_ops"] if b["recipe"] == "tort"}
+    assert {"decode", "ColorJitter", "RandomResizedCrop", "MaskErase"} <= ops
+    for recipe in ("tort", "sota"):
+        shares = [b["share"] for b in tiny_run["breakdown_ops"] if b["recipe"] == recipe]
+        assert sum(shares) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("recipe", ["tort", "sota"])
