@@ -56,7 +56,7 @@ from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
 from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, build_optimizer, build_scheduler, fit,
-                               resolve_device)
+                               resolve_device, train_step)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
 
 MODES = ("step", "pipeline", "e2e", "startup", "syncs")
@@ -132,8 +132,7 @@ def synthetic_batch(cfg: RunConfig, num_classes: int, device: torch.device):
 class StepRunner:
     """The trainer's per-step work on a given batch.
 
-    It repeats `trainer._train_epoch`'s loop body rather than calling it, because the trainer's
-    loop owns its DataLoader; keep the two in step (the e2e mode runs the real loop).
+    Each step is `trainer.train_step`, the trainer's own step; only the batches are synthetic.
     """
 
     def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, steps_per_epoch: int = 100):
@@ -153,21 +152,11 @@ class StepRunner:
         self.i = 0
 
     def step(self, batch) -> None:
-        cfg, i = self.cfg, self.i
-        ctx = LossContext(epoch=0, step=i, total_steps=self.total_steps, num_classes=self.num_classes)
-        with self.autocast():
-            loss, metrics = self.system.training_step(batch, ctx)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.clip_grad is not None:
-            # The foreach kernels have no meta implementation; the per-tensor path does the same.
-            foreach = None if self.device.type == "meta" else True
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.clip_params, cfg.optim.clip_grad,
-                                                                  foreach=foreach)
-        self.optimizer.step()
-        self.scheduler.step_update(num_updates=i + 1)
-        self.system.after_optimizer_step(ctx)
-        metrics["loss"] = loss.detach()
+        ctx = LossContext(epoch=0, step=self.i, total_steps=self.total_steps, num_classes=self.num_classes)
+        # The foreach kernels have no meta implementation; the per-tensor path does the same.
+        foreach = None if self.device.type == "meta" else True
+        metrics, _ = train_step(self.cfg, self.system, self.optimizer, self.scheduler, self.clip_params, batch, ctx,
+                                self.autocast, foreach=foreach)
         for k, v in metrics.items():
             v = v.detach().float()
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()

@@ -307,18 +307,10 @@ def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params
     for i, batch in enumerate(loader):
         batch = _to_device(batch, device)
         ctx = LossContext(epoch=epoch, step=global_step + i, total_steps=total_steps, num_classes=num_classes)
-        with autocast():
-            loss, metrics = system.training_step(batch, ctx)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.clip_grad is not None:
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(clip_params, cfg.optim.clip_grad, foreach=True)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step_update(num_updates=global_step + i + 1)
-        extra = system.after_optimizer_step(ctx)
+        metrics, scalars = train_step(cfg, system, optimizer, scheduler, clip_params, batch, ctx, autocast)
+        lr = scalars.pop("lr")
+        extra = scalars
         # Accumulate on the device: no host sync per step.
-        metrics["loss"] = loss.detach()
         for k, v in metrics.items():
             v = v.detach().float()
             sums[k] = sums[k] + v if k in sums else v.clone()
@@ -340,6 +332,27 @@ def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params
         "train_seconds": train_seconds, "samples_per_s": images / max(train_seconds, 1e-9),
     })
     return record
+
+
+def train_step(cfg: RunConfig, system: TrainingSystem, optimizer, scheduler, clip_params: list[torch.Tensor],
+               batch, ctx: LossContext, autocast=contextlib.nullcontext, foreach: bool | None = True):
+    """One optimiser step: forward, backward, clip, step, per-step LR, EMA.
+
+    Returns the step's metrics as device tensors (never synced here) and host scalars (the lr the
+    step used, the EMA momentum). The benchmark calls this too, so it measures the real step.
+    """
+    with autocast():
+        loss, metrics = system.training_step(batch, ctx)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.optim.clip_grad is not None:
+        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(clip_params, cfg.optim.clip_grad, foreach=foreach)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step_update(num_updates=ctx.step + 1)
+    scalars = {"lr": lr, **system.after_optimizer_step(ctx)}
+    metrics["loss"] = loss.detach()
+    return metrics, scalars
 
 
 def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
