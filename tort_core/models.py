@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import timm
@@ -203,12 +204,13 @@ def load_init(backbone: nn.Module, path: Path) -> tuple[int, int]:
     state = _unwrap(state)
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()
              if not k.startswith(("head.", "fc.", "classifier."))}
-    filter_fn = getattr(__import__(type(backbone).__module__, fromlist=["x"]), "checkpoint_filter_fn", None)
+    # timm's per-family filter (e.g. ViT's) resamples position embeddings to this img_size.
+    filter_fn = getattr(sys.modules.get(type(backbone).__module__), "checkpoint_filter_fn", None)
     if filter_fn is not None:
         try:
-            state = filter_fn(state, backbone)  # resamples position embeddings to this img_size
-        except Exception:  # noqa: BLE001 - fall back to a plain non-strict load
-            pass
+            state = filter_fn(state, backbone)
+        except Exception:  # noqa: BLE001 - a foreign layout: the shape-matched load below still applies
+            state = dict(state)
     own = backbone.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:

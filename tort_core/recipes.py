@@ -126,13 +126,7 @@ class TortSystem(TrainingSystem):
         # Supervised and rotation heads only see global-like views: skip local views when no loss
         # compares them (the supervised-only and rotation-only ablations).
         student_views = global_like + list(views[GLOBAL_LIKE:]) if self.needs & CROSS_VIEW else global_like
-        regions = bool(self.needs & REGION_OUTPUTS)
-        s_counts: list[int] = []
-        t_counts: list[int] = []
-        if regions:
-            emb, s_tokens, s_counts = forward_views_regions(self.student["backbone"], student_views)
-        else:
-            emb = forward_views(self.student["backbone"], student_views)
+        emb, s_tokens, s_counts = self._encode(self.student["backbone"], student_views)
         glob = emb[: GLOBAL_LIKE * b]
         outputs: dict[str, torch.Tensor] = {}
         if STUDENT_PROJ in self.needs:
@@ -148,10 +142,7 @@ class TortSystem(TrainingSystem):
         if self.needs & TEACHER_OUTPUTS:
             teacher_views = global_like if self.cfg.views.teacher_rotated else list(views[:GLOBAL_LIKE])
             with torch.no_grad():
-                if regions:
-                    t_emb, t_tokens, t_counts = forward_views_regions(self.teacher["backbone"], teacher_views)
-                else:
-                    t_emb = forward_views(self.teacher["backbone"], teacher_views)
+                t_emb, t_tokens, t_counts = self._encode(self.teacher["backbone"], teacher_views)
                 if TEACHER_PROJ in self.needs:
                     outputs[TEACHER_PROJ] = self.teacher["proj"](t_emb)[0]
                 if TEACHER_REGION in self.needs:
@@ -160,7 +151,8 @@ class TortSystem(TrainingSystem):
                     outputs[TEACHER_DENSE] = self.teacher["dense"](t_tokens)[0]
         out = StepOutputs(batch_size=b, n_student_views=len(student_views), n_teacher_views=GLOBAL_LIKE,
                           outputs=outputs, targets=labels.repeat(GLOBAL_LIKE), rot_labels=rot,
-                          student_regions=tuple(s_counts), teacher_regions=tuple(t_counts))
+                          student_regions=tuple(s_counts),
+                          teacher_regions=tuple(t_counts) if self.needs & TEACHER_OUTPUTS else ())
         total = torch.zeros((), device=labels.device)
         metrics: dict[str, torch.Tensor] = {}
         for name, loss_fn in self.losses.items():
@@ -171,6 +163,12 @@ class TortSystem(TrainingSystem):
         if CLASS_LOGITS in outputs:
             metrics["train_top1"] = (outputs[CLASS_LOGITS].argmax(-1) == out.targets).float().mean()
         return total, metrics
+
+    def _encode(self, backbone: nn.Module, views: list[torch.Tensor]):
+        """Pooled embeddings, plus region tokens and per-view token counts when a loss needs them."""
+        if self.needs & REGION_OUTPUTS:
+            return forward_views_regions(backbone, views)
+        return forward_views(backbone, views), None, []
 
     def after_optimizer_step(self, ctx: LossContext) -> dict[str, float]:
         m = cosine_momentum(ctx.step, self.total_steps, self.cfg.teacher.momentum, self.cfg.teacher.final_momentum)
