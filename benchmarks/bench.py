@@ -12,7 +12,9 @@ Modes (`--mode`, comma-separated; default all):
   pipeline  the data pipeline alone: the recipe's real training transform, `SeededViews`, a
             DataLoader with N workers; images/s, and images per CPU-second of the processes doing
             the work (what one core delivers, even on a shared machine), hence the cores needed
-            for the issue's targets; plus the CPU cost of each view.
+            for the issue's targets; plus the CPU cost of each view. For tort, both places the
+            views can be augmented (views.augment_on): all on the CPU, and the worker half of
+            `device` (decode + crop), plus the device half alone (batched on --device).
   e2e       the real `trainer.fit` for two short epochs (augmentation, all losses, EMA, Lookahead,
             metric collection); samples/s is the trainer's own `samples_per_s` of the second epoch
             (workers up, compilation done) and of the first.
@@ -55,8 +57,8 @@ from tort_core.data import DatasetPair, load_dataset
 from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
-from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, build_optimizer, build_scheduler, fit,
-                               resolve_device, train_step)
+from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, _to_device, augmentation,
+                               build_optimizer, build_scheduler, fit, resolve_device, train_step)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
 
 MODES = ("step", "pipeline", "e2e", "startup", "syncs")
@@ -345,10 +347,12 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, workers: list[int], images: int,
-                   note: str) -> list[Row]:
+                   note: str, transform: Any = None, label: str = "") -> list[Row]:
     """Images/s on the wall clock, and images per CPU-second: on a shared machine the wall rate
-    depends on what else runs, the CPU-time rate much less, so "cores needed" is computed from it."""
-    transform = RECIPES.get(cfg.recipe)().train_transform(cfg)
+    depends on what else runs, the CPU-time rate much less, so "cores needed" is computed from it.
+
+    `transform`: what the loader workers run (default: the recipe's CPU training transform)."""
+    transform = transform or RECIPES.get(cfg.recipe)().train_transform(cfg)
     ds = SeededViews(data.train, transform, cfg.seed)
     b = cfg.batch_size
     rows = []
@@ -386,11 +390,35 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
             per_core = rate / w
         target = TARGETS.get(cfg.recipe)
         cores = f"; {target:.0f}/s needs ≈{math.ceil(target / per_core)} cores" if target and per_core else ""
-        rows.append(Row(cfg.recipe, "pipeline", f"{w} workers", b, rate, per_core, seconds=dt,
+        rows.append(Row(cfg.recipe, "pipeline", f"{label}{w} workers", b, rate, per_core, seconds=dt,
                         note=f"{n} images after {skip} warm-up batches ({t0 - t_start:.1f} s){cores}{note}",
                         extra={"workers": w, "images": n, "warmup_seconds": t0 - t_start, "main_cpu_seconds": main_cpu,
                                "worker_cpu_seconds": worker_cpu}))
     return rows
+
+
+def bench_device_half(cfg: RunConfig, data: DatasetPair, device: torch.device, repeats: int) -> Row:
+    """The device half of views.augment_on=device alone: batches made by the worker half (uint8
+    crops and their random draws) already on the device, augmented `repeats` times each."""
+    worker_half, device_half = RECIPES.get(cfg.recipe)().device_augmentation(cfg)
+    ds = SeededViews(data.train, worker_half, cfg.seed)
+    b = cfg.batch_size
+    loader = DataLoader(ds, batch_size=b, sampler=_Keys(len(ds), 2 * b, cfg.seed), drop_last=True)
+    batches = [_to_device(batch, device) for batch in loader]
+    device_half(batches[0])  # first call: kernels chosen, normalisation constants on the device
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        for batch in batches:
+            device_half(batch)
+    _sync(device)
+    dt = time.perf_counter() - t0
+    n = repeats * len(batches) * b
+    views = 3 + cfg.views.n_local
+    return Row(cfg.recipe, "pipeline", f"device half on {device.type}", b, n / dt, seconds=dt,
+               note=f"{n} images × {views} views: flip, jitter, grayscale, blur, solarise, normalise, erase "
+                    f"({1e3 * dt / (n / b):.2f} ms per batch)",
+               extra={"images": n, "ms_per_batch": 1e3 * dt / (n / b)})
 
 
 def _op_name(t: Any) -> str:
@@ -468,11 +496,16 @@ def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None,
     cold, warm = result.records[0], result.records[-1]
     rate = warm["samples_per_s"]
     tflops, mfu = _throughput(flops_per_sample, rate, peak)
-    note = (f"{steps} steps/epoch, {cfg.data.num_workers} workers; epoch 1 {cold['samples_per_s']:.1f}/s; "
+    recipe = RECIPES.get(cfg.recipe)()
+    augment = "n/a"  # the recipe has one path only
+    if recipe.device_augmentation(cfg) is not None:
+        augment = "device" if augmentation(recipe, cfg, resolve_device(cfg.device))[1] else "cpu"
+    note = (f"{steps} steps/epoch, {cfg.data.num_workers} workers, views augmented on {augment}; "
+            f"epoch 1 {cold['samples_per_s']:.1f}/s; "
             f"fit {wall:.1f} s incl. build and eval")
     return Row(cfg.recipe, "e2e", variant, b, rate, None, tflops, mfu, warm["peak_mem_mb"], warm["train_seconds"],
                note, {"steps": steps, "cold_samples_per_s": cold["samples_per_s"], "fit_seconds": wall,
-                      "workers": cfg.data.num_workers})
+                      "workers": cfg.data.num_workers, "augment_on": augment})
 
 
 _STARTUP_CHILD = r"""
@@ -748,7 +781,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cores = env["cores"] or 1
             workers = ([int(w) for w in args.workers.split(",")] if args.workers
                        else sorted({0, cores}) if not args.tiny else [0, 1])
-            rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
+            split = RECIPES.get(recipe)().device_augmentation(cfg)
+            if split is None:
+                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
+            else:  # both places the views can be augmented: all on the CPU, or the workers' half of device
+                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, label="cpu views, "))
+                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, transform=split[0],
+                                           label="device views (worker half), "))
+                rows.append(bench_device_half(cfg, data, device, repeats=2 if args.tiny else 10))
             if args.breakdown_images:
                 part_rows, op_rows = pipeline_breakdown(cfg, data, args.breakdown_images)
                 breakdown.extend(part_rows)

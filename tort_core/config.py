@@ -87,6 +87,11 @@ class ViewsConfig(_Section):
     blur_prob_local: float = Field(0.5, ge=0, le=1)
     solarize_prob: float = Field(0.2, ge=0, le=1)
     eval_crop_pct: float = Field(0.875, gt=0, le=1, description="centre-crop fraction at evaluation")
+    augment_on: Literal["auto", "cpu", "device"] = Field(
+        "auto", description="where the views' photometric augmentation runs: cpu (PIL in the loader workers, as the "
+        "thesis), device (workers only crop; jitter, blur, solarise, erase run batched on the training device, same "
+        "random draws, equal statistics), auto (device when training on CUDA)"
+    )
 
     @field_validator("global_scale", "local_scale")
     @classmethod
@@ -214,7 +219,7 @@ class RunConfig(_Section):
     batch_size: int = Field(32, ge=2)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
-    compile: bool = Field(False, description="torch.compile the student's forward")
+    compile: bool = Field(False, description="torch.compile the backbones' forward and the device half of the views")
     finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -262,9 +267,10 @@ class RunConfig(_Section):
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-# Keys that change where or how fast a run executes but not what it computes.
-RUNTIME_ONLY_KEYS = [("", "device"), ("data", "num_workers"), ("data", "pin_memory"), ("data", "eval_batch_size"),
-                     ("data", "root"), ("", "finite_check_every"), ("", "profile")]
+# Keys that change where or how fast a run executes but not what it computes. views.augment_on is
+# one: both paths make the same random draws and differ only in rounding (device_views).
+RUNTIME_ONLY_KEYS = [("", "device"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
+                     ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile")]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -417,6 +423,9 @@ def build_config(
     except ValidationError as err:
         raise ConfigError(validation_message(err, where)) from None
     rec.validate(cfg)
+    if cfg.views.augment_on == "device" and rec.device_augmentation(cfg) is None:
+        raise ConfigError(f"{where}: views.augment_on: recipe '{recipe}' has no device augmentation; "
+                          f"use views.augment_on=cpu or auto")
     validate_names(cfg, where)
     return cfg
 

@@ -9,12 +9,14 @@ registered class, never an edit of the trainer.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from .config import RunConfig
+from .device_views import DeviceViews, MultiCropCrops
 from .errors import ConfigError
 from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_PROJ, STUDENT_REGION, TEACHER_DENSE,
                      TEACHER_PROJ, TEACHER_REGION, LossContext, StepOutputs, build_losses)
@@ -56,6 +58,11 @@ class Recipe:
 
     def train_transform(self, cfg: RunConfig):
         raise NotImplementedError
+
+    def device_augmentation(self, cfg: RunConfig) -> tuple[Callable, Callable] | None:
+        """The training augmentation split for `views.augment_on=device`: (per-image transform run
+        in the loader workers, batch function run on the device), or None: CPU only."""
+        return None
 
     def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
         raise NotImplementedError
@@ -190,6 +197,9 @@ class TortRecipe(Recipe):
 
     def train_transform(self, cfg: RunConfig):
         return MultiCropTransform(cfg.views)
+
+    def device_augmentation(self, cfg: RunConfig) -> tuple[Callable, Callable]:
+        return MultiCropCrops(cfg.views), DeviceViews(cfg.views, compile=cfg.compile)
 
     def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
         return TortSystem(cfg, num_classes, steps_per_epoch)

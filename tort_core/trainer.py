@@ -128,6 +128,15 @@ def _loader(ds: Dataset, cfg: RunConfig, device: torch.device, **kw) -> DataLoad
                       pin_memory=cfg.data.pin_memory and device.type == "cuda", **kw)
 
 
+def augmentation(recipe, cfg: RunConfig, device: torch.device):
+    """(per-image transform for the loader, batch function on the device or None), by views.augment_on."""
+    split = recipe.device_augmentation(cfg)
+    on_device = cfg.views.augment_on == "device" or (cfg.views.augment_on == "auto" and device.type == "cuda")
+    if on_device and split is not None:
+        return split
+    return recipe.train_transform(cfg), None
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -221,7 +230,8 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     seed_all(cfg.seed)
     data = limit(data or load_dataset(cfg.data.dataset, cfg.data.root), cfg.data.train_limit, cfg.data.test_limit)
     recipe = RECIPES.get(cfg.recipe)()
-    train_ds = SeededViews(data.train, recipe.train_transform(cfg), cfg.seed)
+    worker_transform, device_augment = augmentation(recipe, cfg, device)
+    train_ds = SeededViews(data.train, worker_transform, cfg.seed)
     if len(train_ds) < cfg.batch_size:
         raise ConfigError(f"batch_size: {cfg.batch_size} exceeds the {len(train_ds)} training images of "
                           f"'{cfg.data.dataset}'")
@@ -263,8 +273,9 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     result = RunResult("completed", records, run_dir=run_dir, config_id=config_id)
     try:
         for epoch in range(start_epoch, cfg.total_epochs):
-            record = _train_epoch(cfg, system, optimizer, scheduler, train_loader, sampler, clip_params,
-                                  epoch, global_step, total_steps, data.num_classes, device, autocast, callbacks)
+            record = _train_epoch(cfg, system, optimizer, scheduler, train_loader, sampler, clip_params, epoch,
+                                  global_step, total_steps, data.num_classes, device, autocast, callbacks,
+                                  device_augment)
             global_step += steps_per_epoch
             if hasattr(optimizer, "sync_lookahead"):
                 optimizer.sync_lookahead()  # evaluate (and checkpoint) the slow weights
@@ -293,7 +304,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
 
 
 def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params, epoch, global_step,
-                 total_steps, num_classes, device, autocast, callbacks) -> dict[str, float]:
+                 total_steps, num_classes, device, autocast, callbacks, device_augment=None) -> dict[str, float]:
     seed_all(_mix(cfg.seed, epoch, 3))
     sampler.set_epoch(epoch)
     system.train()
@@ -306,6 +317,8 @@ def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params
     t0 = time.perf_counter()
     for i, batch in enumerate(loader):
         batch = _to_device(batch, device)
+        if device_augment is not None:
+            batch = device_augment(batch)
         ctx = LossContext(epoch=epoch, step=global_step + i, total_steps=total_steps, num_classes=num_classes)
         metrics, scalars = train_step(cfg, system, optimizer, scheduler, clip_params, batch, ctx, autocast)
         lr = scalars.pop("lr")
@@ -366,9 +379,9 @@ def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
 
 
 def _to_device(batch, device: torch.device):
-    views, labels = batch
-    if isinstance(views, (list, tuple)):
-        views = [v.to(device, non_blocking=True) for v in views]
-    else:
-        views = views.to(device, non_blocking=True)
-    return views, labels.to(device, non_blocking=True)
+    """Tensors of a (nested) batch moved to `device`; lists and tuples keep their shape."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(x, device) for x in batch)
+    return batch

@@ -53,8 +53,15 @@ def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
         assert row["mfu"] is None  # no peak given on a CPU
         assert row["peak_mem_mb"] > 0
     pipeline = rows(tiny_run, recipe, "pipeline")
-    assert [r["extra"]["workers"] for r in pipeline] == [0, 1]
-    assert all(r["samples_per_s"] > 0 and r["per_core"] > 0 for r in pipeline)
+    loaders = [r for r in pipeline if "workers" in r["extra"]]
+    assert all(r["samples_per_s"] > 0 and r["per_core"] > 0 for r in loaders)
+    if recipe == "sota":  # one place to augment
+        assert [r["variant"] for r in pipeline] == ["0 workers", "1 workers"]
+    else:  # all on the CPU, the worker half of augment_on=device, and its device half alone
+        assert [r["variant"] for r in pipeline] == [
+            "cpu views, 0 workers", "cpu views, 1 workers", "device views (worker half), 0 workers",
+            "device views (worker half), 1 workers", "device half on cpu"]
+        assert pipeline[-1]["samples_per_s"] > 0
     assert tiny_run["flops_per_step"][recipe] > 0
     parts = [b for b in tiny_run["breakdown"] if b["recipe"] == recipe]
     assert parts and all(b["ms_per_image"] >= 0 for b in parts)

@@ -100,9 +100,10 @@ class StopAfter(Callback):
             raise Interrupt
 
 
-@pytest.mark.parametrize("recipe, workers", [("tort", 0), ("tort", 1), ("sota", 1)])
-def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tmp_path, recipe, workers):
-    cfg = tiny_cfg(recipe, epochs=3, **{"data.num_workers": workers})
+@pytest.mark.parametrize("recipe, workers, augment_on",
+                         [("tort", 0, "cpu"), ("tort", 1, "cpu"), ("tort", 1, "device"), ("sota", 1, "cpu")])
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tmp_path, recipe, workers, augment_on):
+    cfg = tiny_cfg(recipe, epochs=3, **{"data.num_workers": workers, "views.augment_on": augment_on})
     full = fit(cfg, tmp_path / "full")
     with pytest.raises(Interrupt):
         fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])

@@ -1,0 +1,260 @@
+"""Tort's multi-crop views with the photometric half moved onto the training device.
+
+Nine augmented views per image is the classic DINO-style bottleneck: on one CPU core the PIL
+pipeline of `views.MultiCropTransform` makes ~25 images/s at thesis sizes, so an H100 stepping at
+520 samples/s would need 20+ cores. The split here keeps on the CPU only what must see the
+variable-size source image, and batches the rest on the device:
+
+  CPU (DataLoader worker, `MultiCropCrops`): decode, RandomResizedCrop to the view size (PIL,
+      bicubic, exactly the CPU path's op), and *every random draw* of the view — in the same order
+      and from the same torch RNG calls as `MultiCropTransform` — packed into a small float row.
+      Views leave the worker as uint8, a quarter of the bytes of float views.
+  device (`DeviceViews`, once per batch): flip, colour jitter (per-sample factors and order),
+      grayscale, Gaussian blur (per-sample sigma), solarisation, normalisation, the masked view's
+      erased rectangle. No host syncs; no data-dependent shapes.
+
+Because the draws are the CPU path's draws, a seed gives the same crops, flips, jitter factors,
+blur radii and boxes on both paths; what differs is the arithmetic (float tensors instead of PIL's
+uint8 steps, a true Gaussian instead of PIL's three box passes). `tests/tort_core/test_device_views.py`
+compares the two per sample and in distribution. The randomness still depends only on
+(seed, epoch, index) (`trainer.SeededViews`), so exact resume holds on this path too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torchvision import transforms as T
+from torchvision.transforms import functional as TF
+
+from .config import ViewsConfig
+from .views import BICUBIC, GLOBAL_LIKE, MaskErase
+
+# Layout of one view's parameter row.
+FLIP, JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3, 4, 5
+ORDER = slice(6, 10)  # the permutation of (brightness, contrast, saturation, hue), as ColorJitter draws it
+GRAY, SIGMA, SOLARIZE = 10, 11, 12  # SIGMA 0: not blurred
+BOX = slice(13, 17)  # erased rectangle (top, left, height, width); height 0: none
+N_PARAMS = 17
+
+SOLARIZE_THRESHOLD = 128  # of 255, as the CPU path's RandomSolarize(threshold=128)
+# ITU-R 601-2 luma, as PIL's convert("L") and torchvision's rgb_to_grayscale.
+LUMA = (0.299, 0.587, 0.114)
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU half: crops and random draws, in the CPU path's order
+
+class _ViewDraws:
+    """One view kind: its crop size and scale, and which optional stages it has."""
+
+    def __init__(self, size: int, scale: tuple[float, float], cfg: ViewsConfig, blur_p: float | None,
+                 solarize_p: float | None, erase: MaskErase | None):
+        self.size, self.scale = size, scale
+        self.jitter = T.ColorJitter(*cfg.color_jitter)
+        self.jitter_p, self.gray_p = cfg.jitter_prob, cfg.grayscale_prob
+        self.blur_p, self.sigma = blur_p, cfg.blur_sigma
+        self.solarize_p, self.erase = solarize_p, erase
+
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        p = torch.zeros(N_PARAMS)
+        p[BRIGHTNESS] = p[CONTRAST] = p[SATURATION] = 1.0
+        p[ORDER] = torch.arange(4.0)
+        # Each draw below mirrors one transform of views.MultiCropTransform, same call, same order.
+        i, j, h, w = T.RandomResizedCrop.get_params(image, self.scale, (3 / 4, 4 / 3))
+        crop = TF.pil_to_tensor(TF.resized_crop(image, i, j, h, w, [self.size, self.size], BICUBIC, antialias=True))
+        p[FLIP] = float(torch.rand(1) < 0.5)
+        if not self.jitter_p < torch.rand(1):  # RandomApply's test
+            order, b, c, s, hue = T.ColorJitter.get_params(self.jitter.brightness, self.jitter.contrast,
+                                                           self.jitter.saturation, self.jitter.hue)
+            p[JITTER] = 1.0
+            p[ORDER] = order.float()
+            for index, factor in ((BRIGHTNESS, b), (CONTRAST, c), (SATURATION, s), (HUE, hue)):
+                if factor is not None:
+                    p[index] = factor
+        p[GRAY] = float(torch.rand(1) < self.gray_p)
+        if self.blur_p is not None and not self.blur_p < torch.rand(1):
+            p[SIGMA] = torch.empty(1).uniform_(*self.sigma).item()
+        if self.solarize_p is not None:
+            p[SOLARIZE] = float(torch.rand(1).item() < self.solarize_p)
+        if self.erase is not None:
+            p[BOX] = torch.tensor(self.erase.box(self.size, self.size), dtype=torch.float32)
+        return crop, p
+
+
+class MultiCropCrops:
+    """PIL image → ([global 1, global 2, masked, local × n_local] uint8 crops, params [views, N_PARAMS])."""
+
+    def __init__(self, cfg: ViewsConfig):
+        g, lo = (cfg.global_size, cfg.global_scale), (cfg.local_size, cfg.local_scale)
+        self.views = [
+            _ViewDraws(*g, cfg, cfg.blur_prob_global1, None, None),
+            _ViewDraws(*g, cfg, cfg.blur_prob_global2, cfg.solarize_prob, None),
+            _ViewDraws(*g, cfg, None, None, MaskErase(cfg.mask_scale, cfg.mask_ratio)),
+            *[_ViewDraws(*lo, cfg, cfg.blur_prob_local, None, None) for _ in range(cfg.n_local)],
+        ]
+
+    def __call__(self, image: Image.Image) -> tuple[list[torch.Tensor], torch.Tensor]:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        crops, params = zip(*(view(image) for view in self.views))
+        return list(crops), torch.stack(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Device half: batched photometric ops with per-sample parameters, on [N, 3, H, W] floats in [0, 1]
+
+def _per_sample(v: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """[N, 1, H, W] luma."""
+    r, g, b = x.unbind(1)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    f = _per_sample(factor)
+    return (f * x + (1 - f) * other).clamp_(0, 1)
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (x * _per_sample(factor)).clamp(0, 1)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(x, grayscale(x).mean(dim=(-3, -2, -1), keepdim=True), factor)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(x, grayscale(x), factor)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by `shift` (a fraction of the circle, per sample) through HSV."""
+    maxc, argmax = x.max(dim=1)
+    minc = x.min(dim=1).values
+    delta = maxc - minc
+    chroma = delta > 0
+    sat = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    dist = (maxc.unsqueeze(1) - x) / torch.where(chroma, delta, torch.ones_like(delta)).unsqueeze(1)
+    rc, gc, bc = dist.unbind(1)
+    # Hue sextant from whichever channel is the maximum (ties resolved as argmax does: r, then g).
+    hue = torch.where(argmax == 0, bc - gc, torch.where(argmax == 1, 2.0 + rc - bc, 4.0 + gc - rc))
+    hue = torch.where(chroma, hue / 6.0, torch.zeros_like(hue))
+    hue = torch.remainder(hue + shift.view(-1, 1, 1), 1.0)
+    # HSV → RGB: the standard piecewise-linear form, each channel f(n) = v − v·s·clamp(min(k, 4−k), 0, 1)
+    # with k = (n + 6h) mod 6, n = 5, 3, 1 for r, g, b.
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * hue.unsqueeze(1), 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp(0, 1)
+    v, s = maxc.unsqueeze(1), sat.unsqueeze(1)
+    return v - v * s * ramp
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Separable Gaussian blur with a per-sample standard deviation (0: unchanged), edges replicated.
+
+    `radius` (taps on each side) is fixed per call so that shapes never depend on the data."""
+    n, c, h, w = x.shape
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    s = sigma.to(x.dtype).view(-1, 1)
+    blurred = s > 0
+    kernel = torch.exp(-offsets.square() / (2 * torch.where(blurred, s, torch.ones_like(s)).square()))
+    kernel = torch.where(blurred, kernel, (offsets == 0).to(x.dtype))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [n·c, taps]
+    y = x.reshape(1, n * c, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), kernel.view(n * c, 1, 1, -1), groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), kernel.view(n * c, 1, -1, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
+def erase_boxes(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Zero one rectangle per sample; box [N, 4] = (top, left, height, width), height 0 = none."""
+    top, left, height, width = box.unbind(1)
+    rows = torch.arange(x.shape[-2], device=x.device, dtype=box.dtype)
+    cols = torch.arange(x.shape[-1], device=x.device, dtype=box.dtype)
+    in_rows = (rows >= top[:, None]) & (rows < (top + height)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + width)[:, None])
+    return x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1), 0.0)
+
+
+def _blend_step(x: torch.Tensor, op: torch.Tensor, p: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast or saturation, each sample its own (op 0, 1, 2 as ColorJitter numbers
+    them), as one blend: x·f + target·(1 − f), target = black, mean grey or grey. Inactive samples
+    (and op 3, hue) get f = 1, the identity."""
+    gray = grayscale(x)
+    target = torch.where(_per_sample(op == 2), gray, _per_sample(gray.mean(dim=(-3, -2, -1)) * (op == 1)))
+    factor = p[:, BRIGHTNESS:HUE].gather(1, op.clamp(max=2).long().unsqueeze(1)).squeeze(1)
+    return _blend(x, target, torch.where(active & (op < 3), factor, torch.ones_like(factor)))
+
+
+def color_jitter(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """ColorJitter with each sample's own factors and order; samples with JITTER 0 pass unchanged.
+
+    Each sample meets its hue shift once, at its own position in the order, so the batch takes the
+    (costly) hue step once: first the blends ordered before each sample's hue, then the hue, then
+    the blends after it."""
+    on = p[:, JITTER] > 0
+    order = p[:, ORDER]
+    hue_at = (order == 3).float().argmax(dim=1)  # the position of hue in each sample's order
+    for position in range(3):
+        x = _blend_step(x, order[:, position], p, on & (position < hue_at))
+    x = torch.where(_per_sample(on), adjust_hue(x, p[:, HUE]), x)
+    for position in range(1, 4):
+        x = _blend_step(x, order[:, position], p, on & (position > hue_at))
+    return x
+
+
+def augment(crops: torch.Tensor, p: torch.Tensor, blur_radius: int, mean: torch.Tensor,
+            std: torch.Tensor) -> torch.Tensor:
+    """uint8 crops [N, 3, H, W] and their params [N, N_PARAMS] → normalised float32 views."""
+    x = crops.float().div_(255)
+    x = torch.where(_per_sample(p[:, FLIP] > 0), x.flip(-1), x)
+    x = color_jitter(x, p)
+    x = torch.where(_per_sample(p[:, GRAY] > 0), grayscale(x).expand_as(x), x)
+    x = gaussian_blur(x, p[:, SIGMA], blur_radius)
+    x = torch.where(_per_sample(p[:, SOLARIZE] > 0) & (x >= SOLARIZE_THRESHOLD / 255), 1 - x, x)
+    x = (x - mean) / std
+    return erase_boxes(x, p[:, BOX])
+
+
+class DeviceViews:
+    """The device half: a batch ((crops, params), labels) from `MultiCropCrops` → (views, labels),
+    with views laid out as `MultiCropTransform`'s."""
+
+    def __init__(self, cfg: ViewsConfig, compile: bool = False):
+        self.cfg = cfg
+        # Three standard deviations of the widest blur: the kernel's tails beyond hold < 0.3%.
+        self.blur_radius = max(1, math.ceil(3 * cfg.blur_sigma[1]))
+        # Eagerly, each of the ~100 elementwise ops is a pass over the batch's memory; compiled, they
+        # fuse into a few kernels. Shapes are fixed (drop_last), so one graph per view resolution.
+        self._augment = torch.compile(augment, dynamic=False, fullgraph=True) if compile else augment
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _norm(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._stats:
+            self._stats[device] = tuple(torch.tensor(v, device=device).view(1, 3, 1, 1)  # type: ignore[assignment]
+                                        for v in (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
+        return self._stats[device]
+
+    @torch.no_grad()
+    def __call__(self, batch: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+        (crops, params), labels = batch
+        b = labels.shape[0]
+        mean, std = self._norm(labels.device)
+        views: list[torch.Tensor] = []
+        # One batched pass per resolution: the global-like views together, then the local ones.
+        for first, last in ((0, GLOBAL_LIKE), (GLOBAL_LIKE, len(crops))):
+            if first == last:
+                continue
+            x = torch.cat(crops[first:last])
+            p = params[:, first:last].transpose(0, 1).reshape(-1, N_PARAMS)
+            views.extend(self._augment(x, p, self.blur_radius, mean, std).split(b))
+        return views, labels
