@@ -1,22 +1,23 @@
-"""Tort's multi-crop views with the photometric half moved onto the training device.
+"""Tort's multi-crop views with everything but decoding moved onto the training device.
 
 Nine augmented views per image is the classic DINO-style bottleneck: on one CPU core the PIL
 pipeline of `views.MultiCropTransform` makes ~25 images/s at thesis sizes, so an H100 stepping at
-520 samples/s would need 20+ cores. The split here keeps on the CPU only what must see the
-variable-size source image, and batches the rest on the device:
+520 samples/s would need 20+ cores. Here the split is:
 
-  CPU (DataLoader worker, `MultiCropCrops`): decode, RandomResizedCrop to the view size (PIL,
-      bicubic, exactly the CPU path's op), and *every random draw* of the view — in the same order
-      and from the same torch RNG calls as `MultiCropTransform` — packed into a small float row.
-      Views leave the worker as uint8, a quarter of the bytes of float views.
-  device (`DeviceViews`, once per batch): flip, colour jitter (per-sample factors and order),
-      grayscale, Gaussian blur (per-sample sigma), solarisation, normalisation, the masked view's
-      erased rectangle. No host syncs; no data-dependent shapes.
+  CPU (DataLoader worker, `MultiCropDraws`): decode, and *every random draw* of every view — in the
+      same order and from the same torch RNG calls as `MultiCropTransform` — packed into a small
+      float row per view. The image leaves the worker as uint8; `pad_collate` pads a batch to its
+      largest image.
+  device (`DeviceViews`, once per batch): RandomResizedCrop as two batched matrix products with
+      PIL's own antialiased bicubic weights (rounded to uint8 levels after each pass, as PIL does),
+      then flip, colour jitter (per-sample factors and order), grayscale, Gaussian blur
+      (per-sample sigma), solarisation, normalisation and the masked view's erased rectangle.
+      No host syncs; the photometric part has fixed shapes and can be compiled.
 
 Because the draws are the CPU path's draws, a seed gives the same crops, flips, jitter factors,
 blur radii and boxes on both paths; what differs is the arithmetic (float tensors instead of PIL's
 uint8 steps, a true Gaussian instead of PIL's three box passes). `tests/tort_core/test_device_views.py`
-compares the two per sample and in distribution. The randomness still depends only on
+compares the two per op, per sample and in distribution. The randomness still depends only on
 (seed, epoch, index) (`trainer.SeededViews`), so exact resume holds on this path too.
 """
 
@@ -25,22 +26,24 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import get_worker_info
 from PIL import Image
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision import transforms as T
-from torchvision.transforms import functional as TF
 
 from .config import ViewsConfig
-from .views import BICUBIC, GLOBAL_LIKE, MaskErase
+from .views import GLOBAL_LIKE, MaskErase
 
 # Layout of one view's parameter row.
 FLIP, JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3, 4, 5
 ORDER = slice(6, 10)  # the permutation of (brightness, contrast, saturation, hue), as ColorJitter draws it
 GRAY, SIGMA, SOLARIZE = 10, 11, 12  # SIGMA 0: not blurred
 BOX = slice(13, 17)  # erased rectangle (top, left, height, width); height 0: none
-N_PARAMS = 17
+CROP = slice(17, 21)  # RandomResizedCrop's box in the source image (top, left, height, width)
+N_PARAMS = 21
 
 SOLARIZE_THRESHOLD = 128  # of 255, as the CPU path's RandomSolarize(threshold=128)
 # ITU-R 601-2 luma, as PIL's convert("L") and torchvision's rgb_to_grayscale.
@@ -48,7 +51,7 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 # ---------------------------------------------------------------------------------------------
-# CPU half: crops and random draws, in the CPU path's order
+# CPU half: decode and random draws, in the CPU path's order
 
 class _ViewDraws:
     """One view kind: its crop size and scale, and which optional stages it has."""
@@ -61,34 +64,36 @@ class _ViewDraws:
         self.blur_p, self.sigma = blur_p, cfg.blur_sigma
         self.solarize_p, self.erase = solarize_p, erase
 
-    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        p = torch.zeros(N_PARAMS)
+    def __call__(self, image: Image.Image) -> list[float]:
+        # A list, made a tensor once per image: per-element tensor writes cost more than the draws.
+        p = [0.0] * N_PARAMS
         p[BRIGHTNESS] = p[CONTRAST] = p[SATURATION] = 1.0
-        p[ORDER] = torch.arange(4.0)
+        p[ORDER] = [0.0, 1.0, 2.0, 3.0]
         # Each draw below mirrors one transform of views.MultiCropTransform, same call, same order.
-        i, j, h, w = T.RandomResizedCrop.get_params(image, self.scale, (3 / 4, 4 / 3))
-        crop = TF.pil_to_tensor(TF.resized_crop(image, i, j, h, w, [self.size, self.size], BICUBIC, antialias=True))
+        p[CROP] = [float(v) for v in T.RandomResizedCrop.get_params(image, self.scale, (3 / 4, 4 / 3))]
         p[FLIP] = float(torch.rand(1) < 0.5)
         if not self.jitter_p < torch.rand(1):  # RandomApply's test
             order, b, c, s, hue = T.ColorJitter.get_params(self.jitter.brightness, self.jitter.contrast,
                                                            self.jitter.saturation, self.jitter.hue)
             p[JITTER] = 1.0
-            p[ORDER] = order.float()
+            p[ORDER] = [float(v) for v in order.tolist()]
             for index, factor in ((BRIGHTNESS, b), (CONTRAST, c), (SATURATION, s), (HUE, hue)):
                 if factor is not None:
-                    p[index] = factor
+                    p[index] = float(factor)
         p[GRAY] = float(torch.rand(1) < self.gray_p)
         if self.blur_p is not None and not self.blur_p < torch.rand(1):
             p[SIGMA] = torch.empty(1).uniform_(*self.sigma).item()
         if self.solarize_p is not None:
             p[SOLARIZE] = float(torch.rand(1).item() < self.solarize_p)
         if self.erase is not None:
-            p[BOX] = torch.tensor(self.erase.box(self.size, self.size), dtype=torch.float32)
-        return crop, p
+            p[BOX] = [float(v) for v in self.erase.box(self.size, self.size)]
+        return p
 
 
-class MultiCropCrops:
-    """PIL image → ([global 1, global 2, masked, local × n_local] uint8 crops, params [views, N_PARAMS])."""
+class MultiCropDraws:
+    """PIL image → (uint8 image [H, W, 3], params [views, N_PARAMS]) for
+    [global 1, global 2, masked, local × n_local]. Channels stay last, as decoded: the device
+    transposes in one pass, where the CPU would take a strided copy per image."""
 
     def __init__(self, cfg: ViewsConfig):
         g, lo = (cfg.global_size, cfg.global_scale), (cfg.local_size, cfg.local_scale)
@@ -99,11 +104,78 @@ class MultiCropCrops:
             *[_ViewDraws(*lo, cfg, cfg.blur_prob_local, None, None) for _ in range(cfg.n_local)],
         ]
 
-    def __call__(self, image: Image.Image) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         if image.mode != "RGB":
             image = image.convert("RGB")
-        crops, params = zip(*(view(image) for view in self.views))
-        return list(crops), torch.stack(params)
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+        return pixels, torch.tensor([view(image) for view in self.views], dtype=torch.float32)
+
+
+def pad_collate(samples: list) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """[((image, params), label)] → ((images [B, H_max, W_max, 3] uint8, params [B, views, N_PARAMS]),
+    labels). Padding goes right and down, so crop boxes keep their coordinates and never reach it."""
+    height = max(s[0][0].shape[0] for s in samples)
+    width = max(s[0][0].shape[1] for s in samples)
+    images = torch.empty(len(samples), height, width, 3, dtype=torch.uint8)
+    if get_worker_info() is not None:
+        images.share_memory_()  # as default_collate: the batch goes to the main process without a copy
+    for i, ((image, _), _) in enumerate(samples):
+        h, w = image.shape[:2]
+        images[i, :h, :w] = image
+        images[i, h:] = 0
+        images[i, :h, w:] = 0
+    params = torch.stack([s[0][1] for s in samples])
+    return (images, params), torch.tensor([s[1] for s in samples])
+
+
+# ---------------------------------------------------------------------------------------------
+# Device half: RandomResizedCrop as two matrix products with PIL's resampling weights
+
+def _bicubic(t: torch.Tensor) -> torch.Tensor:
+    """PIL's bicubic kernel (a = −0.5, support 2)."""
+    t = t.abs()
+    a = -0.5
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = (((t - 5) * t + 8) * t - 4) * a
+    return torch.where(t < 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+def resample_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int) -> torch.Tensor:
+    """[N, out_size, in_size]: the weights by which PIL's antialiased bicubic resize maps the window
+    [start, start + length) of an axis of `in_size` pixels onto `out_size` pixels (as
+    ImagingResample's precompute_coeffs: the kernel stretched by the downscale factor, normalised
+    over the window's pixels)."""
+    device = start.device
+    scale = (length / out_size).view(-1, 1, 1)
+    stretch = scale.clamp(min=1)
+    center = (torch.arange(out_size, device=device, dtype=torch.float32).view(1, -1, 1) + 0.5) * scale
+    x = torch.arange(in_size, device=device, dtype=torch.float32).view(1, 1, -1) - start.view(-1, 1, 1)
+    w = _bicubic((x - center + 0.5) / stretch) * ((x >= 0) & (x < length.view(-1, 1, 1)))
+    return w / w.sum(dim=-1, keepdim=True)
+
+
+def _to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Round half up and clip to 0…255, as PIL stores each resampling pass."""
+    return x.add(0.5).floor_().clamp_(0, 255)
+
+
+def resized_crops(images: torch.Tensor, crop: torch.Tensor, size: int) -> torch.Tensor:
+    """images [B, 3, H, W] uint8, crop [B, V, 4] (top, left, height, width) → [V·B, 3, size, size]
+    floats on the 0…255 grid: view-major, like the CPU path's list of view batches.
+
+    Horizontal pass then vertical, each rounded to uint8 levels, as PIL (Pillow 13 runs some
+    reductions vertical pass first: a few pixels then differ by a few levels, on average < 0.25).
+    On CUDA the products run in float16 (exact for 0…255; the sums accumulate in float32)."""
+    b, v = crop.shape[:2]
+    h, w = images.shape[-2:]
+    dtype = torch.float16 if images.is_cuda else torch.float32
+    top, left, height, width = crop.reshape(-1, 4).unbind(1)
+    wx = resample_weights(left, width, size, w).to(dtype).view(b, v, 1, size, w)
+    wy = resample_weights(top, height, size, h).to(dtype).view(b, v, 1, size, h)
+    x = images.to(dtype).unsqueeze(1)  # [B, 1, 3, H, W]
+    rows = _to_levels(x @ wx.transpose(-1, -2))  # [B, V, 3, H, size]
+    out = _to_levels(wy @ rows)  # [B, V, 3, size, size]
+    return out.transpose(0, 1).reshape(v * b, 3, size, size).float()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,8 +286,8 @@ def color_jitter(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 def augment(crops: torch.Tensor, p: torch.Tensor, blur_radius: int, mean: torch.Tensor,
             std: torch.Tensor) -> torch.Tensor:
-    """uint8 crops [N, 3, H, W] and their params [N, N_PARAMS] → normalised float32 views."""
-    x = crops.float().div_(255)
+    """Crops [N, 3, H, W] on the 0…255 scale and their params [N, N_PARAMS] → normalised float32 views."""
+    x = crops.float() / 255
     x = torch.where(_per_sample(p[:, FLIP] > 0), x.flip(-1), x)
     x = color_jitter(x, p)
     x = torch.where(_per_sample(p[:, GRAY] > 0), grayscale(x).expand_as(x), x)
@@ -226,7 +298,7 @@ def augment(crops: torch.Tensor, p: torch.Tensor, blur_radius: int, mean: torch.
 
 
 class DeviceViews:
-    """The device half: a batch ((crops, params), labels) from `MultiCropCrops` → (views, labels),
+    """The device half: a batch ((images, params), labels) from `MultiCropDraws` + `pad_collate` → (views, labels),
     with views laid out as `MultiCropTransform`'s."""
 
     def __init__(self, cfg: ViewsConfig, compile: bool = False):
@@ -246,15 +318,17 @@ class DeviceViews:
 
     @torch.no_grad()
     def __call__(self, batch: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
-        (crops, params), labels = batch
+        (images, params), labels = batch
+        images = images.permute(0, 3, 1, 2)  # channels first; resized_crops' products copy it anyway
         b = labels.shape[0]
         mean, std = self._norm(labels.device)
         views: list[torch.Tensor] = []
         # One batched pass per resolution: the global-like views together, then the local ones.
-        for first, last in ((0, GLOBAL_LIKE), (GLOBAL_LIKE, len(crops))):
+        for first, last, size in ((0, GLOBAL_LIKE, self.cfg.global_size),
+                                  (GLOBAL_LIKE, params.shape[1], self.cfg.local_size)):
             if first == last:
                 continue
-            x = torch.cat(crops[first:last])
+            crops = resized_crops(images, params[:, first:last, CROP], size)
             p = params[:, first:last].transpose(0, 1).reshape(-1, N_PARAMS)
-            views.extend(self._augment(x, p, self.blur_radius, mean, std).split(b))
+            views.extend(self._augment(crops, p, self.blur_radius, mean, std).split(b))
         return views, labels

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from .config import RunConfig
-from .device_views import DeviceViews, MultiCropCrops
+from .device_views import DeviceViews, MultiCropDraws, pad_collate
 from .errors import ConfigError
 from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_PROJ, STUDENT_REGION, TEACHER_DENSE,
                      TEACHER_PROJ, TEACHER_REGION, LossContext, StepOutputs, build_losses)
@@ -47,6 +48,17 @@ class TrainingSystem(nn.Module):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """How training images become a batch: `transform` per image in the loader workers, `collate`
+    to batch them (None: the DataLoader's default), `on_device` per batch once it is on the
+    training device (None: nothing left to do)."""
+
+    transform: Callable
+    collate: Callable | None = None
+    on_device: Callable | None = None
+
+
 class Recipe:
     name: str
 
@@ -59,9 +71,8 @@ class Recipe:
     def train_transform(self, cfg: RunConfig):
         raise NotImplementedError
 
-    def device_augmentation(self, cfg: RunConfig) -> tuple[Callable, Callable] | None:
-        """The training augmentation split for `views.augment_on=device`: (per-image transform run
-        in the loader workers, batch function run on the device), or None: CPU only."""
+    def device_augmentation(self, cfg: RunConfig) -> Augmentation | None:
+        """The training augmentation split for `views.augment_on=device`, or None: CPU only."""
         return None
 
     def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
@@ -198,8 +209,8 @@ class TortRecipe(Recipe):
     def train_transform(self, cfg: RunConfig):
         return MultiCropTransform(cfg.views)
 
-    def device_augmentation(self, cfg: RunConfig) -> tuple[Callable, Callable]:
-        return MultiCropCrops(cfg.views), DeviceViews(cfg.views, compile=cfg.compile)
+    def device_augmentation(self, cfg: RunConfig) -> Augmentation:
+        return Augmentation(MultiCropDraws(cfg.views), pad_collate, DeviceViews(cfg.views, compile=cfg.compile))
 
     def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
         return TortSystem(cfg, num_classes, steps_per_epoch)

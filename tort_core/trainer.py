@@ -33,7 +33,7 @@ from .data import DatasetPair, Transformed, limit, load_dataset
 from .errors import ConfigError, TrainingFailed
 from .evaluate import evaluate
 from .losses import LossContext, teacher_temperature
-from .recipes import RECIPES, TrainingSystem
+from .recipes import RECIPES, Augmentation, TrainingSystem
 from .views import eval_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -112,7 +112,9 @@ class SeededViews(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
         s = _mix(self.seed, epoch, index, 2)
-        torch.manual_seed(s)
+        # The CPU generator only: torch.manual_seed would also queue a lazy seed for each
+        # accelerator backend, building a Python traceback each time (~1 ms an image).
+        torch.default_generator.manual_seed(s)
         random.seed(s)
         np.random.seed(s % 2**32)
         image, label = self.base[index]
@@ -128,13 +130,14 @@ def _loader(ds: Dataset, cfg: RunConfig, device: torch.device, **kw) -> DataLoad
                       pin_memory=cfg.data.pin_memory and device.type == "cuda", **kw)
 
 
-def augmentation(recipe, cfg: RunConfig, device: torch.device):
-    """(per-image transform for the loader, batch function on the device or None), by views.augment_on."""
+def augmentation(recipe, cfg: RunConfig, device: torch.device) -> Augmentation:
+    """The recipe's training augmentation for this run: split with the device (views.augment_on)
+    or all in the loader workers."""
     split = recipe.device_augmentation(cfg)
     on_device = cfg.views.augment_on == "device" or (cfg.views.augment_on == "auto" and device.type == "cuda")
     if on_device and split is not None:
         return split
-    return recipe.train_transform(cfg), None
+    return Augmentation(recipe.train_transform(cfg))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -230,13 +233,14 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     seed_all(cfg.seed)
     data = limit(data or load_dataset(cfg.data.dataset, cfg.data.root), cfg.data.train_limit, cfg.data.test_limit)
     recipe = RECIPES.get(cfg.recipe)()
-    worker_transform, device_augment = augmentation(recipe, cfg, device)
-    train_ds = SeededViews(data.train, worker_transform, cfg.seed)
+    augment = augmentation(recipe, cfg, device)
+    train_ds = SeededViews(data.train, augment.transform, cfg.seed)
     if len(train_ds) < cfg.batch_size:
         raise ConfigError(f"batch_size: {cfg.batch_size} exceeds the {len(train_ds)} training images of "
                           f"'{cfg.data.dataset}'")
     sampler = EpochSampler(len(train_ds), cfg.seed)
-    train_loader = _loader(train_ds, cfg, device, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+    train_loader = _loader(train_ds, cfg, device, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                           collate_fn=augment.collate)
     steps_per_epoch = len(train_loader)
     eval_tf = eval_transform(cfg.views.global_size, cfg.views.eval_crop_pct)
     bank_loader = _loader(Transformed(data.train, eval_tf), cfg, device, batch_size=cfg.data.eval_batch_size)
@@ -275,7 +279,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
         for epoch in range(start_epoch, cfg.total_epochs):
             record = _train_epoch(cfg, system, optimizer, scheduler, train_loader, sampler, clip_params, epoch,
                                   global_step, total_steps, data.num_classes, device, autocast, callbacks,
-                                  device_augment)
+                                  augment.on_device)
             global_step += steps_per_epoch
             if hasattr(optimizer, "sync_lookahead"):
                 optimizer.sync_lookahead()  # evaluate (and checkpoint) the slow weights

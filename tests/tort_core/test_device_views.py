@@ -14,13 +14,15 @@ from PIL import Image, ImageFilter
 from scipy.stats import ks_2samp
 from sklearn.datasets import load_sample_images
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import functional as TF
 from torchvision.transforms.functional import pil_to_tensor
 
 from tort_core.config import build_config
-from tort_core.device_views import (BOX, BRIGHTNESS, HUE, JITTER, N_PARAMS, ORDER, SIGMA, DeviceViews,
-                                    MultiCropCrops, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
-                                    augment, color_jitter, erase_boxes, gaussian_blur, grayscale)
+from tort_core.device_views import (BOX, BRIGHTNESS, CROP, HUE, JITTER, N_PARAMS, ORDER, SIGMA, DeviceViews,
+                                    MultiCropDraws, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
+                                    augment, color_jitter, erase_boxes, gaussian_blur, grayscale, pad_collate,
+                                    resized_crops)
 from tort_core.errors import ConfigError
 from tort_core.recipes import RECIPES
 from tort_core.trainer import augmentation
@@ -122,9 +124,9 @@ def _views_cfg(**over):
 
 def _device_views(views_cfg, image, seed):
     torch.manual_seed(seed)
-    crops, params = MultiCropCrops(views_cfg)(image)
-    views, _ = DeviceViews(views_cfg)((([c[None] for c in crops], params[None]), torch.zeros(1, dtype=torch.long)))
-    return [v[0] for v in views], params
+    batch = pad_collate([(MultiCropDraws(views_cfg)(image), 0)])
+    views, _ = DeviceViews(views_cfg)(batch)
+    return [v[0] for v in views], batch[0][1][0]
 
 
 def test_the_worker_half_makes_exactly_the_cpu_paths_random_draws(photos):
@@ -134,13 +136,42 @@ def test_the_worker_half_makes_exactly_the_cpu_paths_random_draws(photos):
         MultiCropTransform(cfg)(photos[seed % 2])
         after_cpu = torch.rand(4)
         torch.manual_seed(seed)
-        crops, params = MultiCropCrops(cfg)(photos[seed % 2])
+        image, params = MultiCropDraws(cfg)(photos[seed % 2])
         assert torch.equal(torch.rand(4), after_cpu)  # same number and kind of draws, in the same order
         assert params.shape == (3 + cfg.n_local, N_PARAMS)
-        assert [tuple(c.shape) for c in crops] == [(3, 224, 224)] * 3 + [(3, 96, 96)] * cfg.n_local
-        assert all(c.dtype == torch.uint8 for c in crops)
+        assert image.dtype == torch.uint8 and image.shape == (427, 640, 3)
         i, j, h, w = params[2, BOX].tolist()  # the masked view's box is MaskErase's, drawn in turn
         assert h > 0 and w > 0 and params[:2, BOX].abs().sum() == 0
+
+
+@pytest.mark.parametrize("size, box", [(224, (0, 0, 427, 640)), (224, (10, 37, 300, 251)), (96, (100, 200, 41, 55)),
+                                       (96, (3, 5, 96, 96)), (224, (50, 60, 150, 120))])
+def test_device_crops_are_pils_resized_crops(photos, size, box):
+    """Downscaling, upscaling and 1:1: the batched matrix products reproduce PIL's antialiased
+    bicubic resize of the crop. PIL rounds to uint8 between its two passes and this Pillow runs
+    some reductions vertical pass first (we always go horizontal first), so a few pixels differ
+    by a few grey levels; on average far less than one."""
+    top, left, height, width = box
+    reference = pil_to_tensor(TF.resized_crop(photos[0], top, left, height, width, [size, size],
+                                              InterpolationMode.BICUBIC, antialias=True)).float()
+    images = pil_to_tensor(photos[0])[None]
+    ours = resized_crops(images, torch.tensor([[box]], dtype=torch.float32), size)[0]
+    assert (ours - reference).abs().mean() < 0.25
+    assert (ours - reference).abs().max() <= 8
+
+
+def test_padding_a_batch_changes_no_crop(photos):
+    small = photos[0].resize((200, 150))
+    draws = MultiCropDraws(_views_cfg(n_local=1))
+    torch.manual_seed(0)
+    alone = pad_collate([(draws(small), 0)])
+    torch.manual_seed(0)
+    padded = pad_collate([(draws(small), 0), (draws(photos[1]), 1)])
+    assert padded[0][0].shape == (2, 427, 640, 3)
+    assert padded[0][0][0, 150:].eq(0).all() and padded[0][0][0, :, 200:].eq(0).all()
+    crop = padded[0][1][:1, :, CROP]
+    chw = [x.permute(0, 3, 1, 2) for x in (padded[0][0][:1], alone[0][0])]
+    torch.testing.assert_close(resized_crops(chw[0], crop, 64), resized_crops(chw[1], crop, 64))
 
 
 def test_the_same_seed_gives_the_same_views_on_both_paths_up_to_rounding(photos):
@@ -235,10 +266,9 @@ def test_device_views_run_without_host_syncs_or_data_dependent_shapes():
     """On the meta device any .item(), bool() of a tensor or data-dependent shape would raise."""
     cfg = _views_cfg(n_local=2)
     b = 4
-    crops = [torch.empty(b, 3, 224, 224, dtype=torch.uint8, device="meta") for _ in range(3)]
-    crops += [torch.empty(b, 3, 96, 96, dtype=torch.uint8, device="meta") for _ in range(2)]
+    images = torch.empty(b, 300, 400, 3, dtype=torch.uint8, device="meta")
     params = torch.empty(b, 5, N_PARAMS, device="meta")
-    views, labels = DeviceViews(cfg)(((crops, params), torch.empty(b, dtype=torch.long, device="meta")))
+    views, labels = DeviceViews(cfg)(((images, params), torch.empty(b, dtype=torch.long, device="meta")))
     assert [tuple(v.shape) for v in views] == [(b, 3, 224, 224)] * 3 + [(b, 3, 96, 96)] * 2
     assert all(v.dtype == torch.float32 for v in views)
 
@@ -248,7 +278,7 @@ def test_the_device_half_compiles_as_one_graph_with_the_eager_numerics():
     The aot_eager backend traces exactly what inductor would get, in seconds on a CPU."""
     cfg = _views_cfg(global_size=32, local_size=16, n_local=2)
     x, g = _batch(n=12, size=32)
-    crops = (x * 255).to(torch.uint8)
+    crops = (x * 255).round()
     p = torch.zeros(12, N_PARAMS)
     p[:, JITTER] = 1.0
     p[:, BRIGHTNESS:HUE] = torch.empty(12, 3).uniform_(0.6, 1.4, generator=g)
@@ -268,9 +298,9 @@ def test_the_device_half_compiles_as_one_graph_with_the_eager_numerics():
 ])
 def test_augment_on_picks_the_path(augment_on, device, on_device):
     cfg = build_config("tort", "demo", overrides={"views.augment_on": augment_on})
-    transform, device_fn = augmentation(RECIPES.get("tort")(), cfg, torch.device(device))
-    assert isinstance(transform, MultiCropCrops if on_device else MultiCropTransform)
-    assert (device_fn is not None) == on_device
+    augment = augmentation(RECIPES.get("tort")(), cfg, torch.device(device))
+    assert isinstance(augment.transform, MultiCropDraws if on_device else MultiCropTransform)
+    assert (augment.on_device is not None) == on_device and (augment.collate is not None) == on_device
 
 
 def test_where_views_are_augmented_does_not_change_the_trial_id():
