@@ -88,9 +88,9 @@ class ViewsConfig(_Section):
     solarize_prob: float = Field(0.2, ge=0, le=1)
     eval_crop_pct: float = Field(0.875, gt=0, le=1, description="centre-crop fraction at evaluation")
     augment_on: Literal["auto", "cpu", "device"] = Field(
-        "auto", description="where the views' photometric augmentation runs: cpu (PIL in the loader workers, as the "
-        "thesis), device (workers only crop; jitter, blur, solarise, erase run batched on the training device, same "
-        "random draws, equal statistics), auto (device when training on CUDA)"
+        "auto", description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
+        "(tort: workers decode and draw, crops, jitter, blur, solarise and erase run batched on the training device "
+        "with the same random draws; sota: workers stop at uint8, the device normalises), auto (device on CUDA)"
     )
 
     @field_validator("global_scale", "local_scale")

@@ -23,6 +23,7 @@ compares the two per op, per sample and in distribution. The randomness still de
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -297,6 +298,13 @@ def augment(crops: torch.Tensor, p: torch.Tensor, blur_radius: int, mean: torch.
     return erase_boxes(x, p[:, BOX])
 
 
+@functools.cache
+def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std, [1, 3, 1, 1] on `device`, made once per device."""
+    return (torch.tensor(IMAGENET_DEFAULT_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_DEFAULT_STD, device=device).view(1, 3, 1, 1))
+
+
 class DeviceViews:
     """The device half: a batch ((images, params), labels) from `MultiCropDraws` + `pad_collate` → (views, labels),
     with views laid out as `MultiCropTransform`'s."""
@@ -308,20 +316,13 @@ class DeviceViews:
         # Eagerly, each of the ~100 elementwise ops is a pass over the batch's memory; compiled, they
         # fuse into a few kernels. Shapes are fixed (drop_last), so one graph per view resolution.
         self._augment = torch.compile(augment, dynamic=False, fullgraph=True) if compile else augment
-        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def _norm(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._stats:
-            self._stats[device] = tuple(torch.tensor(v, device=device).view(1, 3, 1, 1)  # type: ignore[assignment]
-                                        for v in (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
-        return self._stats[device]
 
     @torch.no_grad()
     def __call__(self, batch: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
         (images, params), labels = batch
         images = images.permute(0, 3, 1, 2)  # channels first; resized_crops' products copy it anyway
         b = labels.shape[0]
-        mean, std = self._norm(labels.device)
+        mean, std = _imagenet_stats(labels.device)
         views: list[torch.Tensor] = []
         # One batched pass per resolution: the global-like views together, then the local ones.
         for first, last, size in ((0, GLOBAL_LIKE, self.cfg.global_size),
@@ -332,3 +333,15 @@ class DeviceViews:
             p = params[:, first:last].transpose(0, 1).reshape(-1, N_PARAMS)
             views.extend(self._augment(crops, p, self.blur_radius, mean, std).split(b))
         return views, labels
+
+
+class DeviceNormalize:
+    """The sota recipe's device half: uint8 [B, 3, H, W] images (timm's transform stopped before
+    normalising) → normalised float32. Workers then ship a quarter of the bytes and skip the
+    float conversion; the arithmetic is the same as the CPU path's ToTensor + Normalize."""
+
+    @torch.no_grad()
+    def __call__(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        mean, std = _imagenet_stats(images.device)
+        return (images.float() / 255 - mean) / std, labels

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .device_views import DeviceViews, MultiCropDraws, pad_collate
+from .device_views import DeviceNormalize, DeviceViews, MultiCropDraws, pad_collate
 from .errors import ConfigError
 from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_PROJ, STUDENT_REGION, TEACHER_DENSE,
                      TEACHER_PROJ, TEACHER_REGION, LossContext, StepOutputs, build_losses)
@@ -278,6 +278,9 @@ class SotaRecipe(Recipe):
 
     def train_transform(self, cfg: RunConfig):
         return supervised_transform(cfg.views.global_size, cfg.aug)
+
+    def device_augmentation(self, cfg: RunConfig) -> Augmentation:
+        return Augmentation(supervised_transform(cfg.views.global_size, cfg.aug, uint8=True), None, DeviceNormalize())
 
     def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
         return SupervisedSystem(cfg, num_classes)

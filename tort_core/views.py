@@ -110,14 +110,16 @@ def eval_transform(size: int, crop_pct: float) -> T.Compose:
     ])
 
 
-def supervised_transform(size: int, aug: AugConfig):
-    """The single-view pipeline of the sota recipe: timm's RandAugment training transform."""
+def supervised_transform(size: int, aug: AugConfig, uint8: bool = False):
+    """The single-view pipeline of the sota recipe: timm's RandAugment training transform.
+
+    uint8: stop before normalising (timm's prefetcher layout): the device normalises the batch."""
     from timm.data import create_transform
 
     return create_transform(
         input_size=size, is_training=True, scale=aug.scale, hflip=aug.hflip,
         auto_augment=aug.randaugment, interpolation="bicubic", re_prob=0.0,
-        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, use_prefetcher=uint8,
     )
 
 

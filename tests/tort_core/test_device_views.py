@@ -7,6 +7,8 @@ distribution of view statistics (with negative controls showing the test can tel
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -309,6 +311,23 @@ def test_where_views_are_augmented_does_not_change_the_trial_id():
 
 
 def test_a_recipe_without_a_device_path_refuses_augment_on_device():
-    with pytest.raises(ConfigError, match=r"views\.augment_on: recipe 'sota' has no device augmentation"):
-        build_config("sota", "demo", overrides={"views.augment_on": "device"})
+    name = "cpu-only-test-recipe"
+    if name not in RECIPES:
+        RECIPES.register(name)(type("CpuOnly", (RECIPES.get("sota"),), {"device_augmentation": lambda self, cfg: None}))
+    with pytest.raises(ConfigError, match=rf"views\.augment_on: recipe '{name}' has no device augmentation"):
+        build_config(name, "demo", overrides={"views.augment_on": "device"})
 
+
+def test_sota_on_the_device_is_the_cpu_paths_arithmetic(photos):
+    """The workers stop at uint8 (same RandAugment, same draws); the device normalises."""
+    cfg = build_config("sota", "thesis")
+    recipe = RECIPES.get("sota")()
+    split = recipe.device_augmentation(cfg)
+    def seeded(transform):  # timm draws from Python's and NumPy's generators too
+        torch.manual_seed(3), random.seed(3), np.random.seed(3)
+        return transform(photos[0])
+
+    cpu, raw = seeded(recipe.train_transform(cfg)), seeded(split.transform)
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 224, 224)
+    out, labels = split.on_device((raw[None], torch.zeros(1, dtype=torch.long)))
+    torch.testing.assert_close(out[0], cpu, atol=1e-5, rtol=0)

@@ -101,7 +101,8 @@ class StopAfter(Callback):
 
 
 @pytest.mark.parametrize("recipe, workers, augment_on",
-                         [("tort", 0, "cpu"), ("tort", 1, "cpu"), ("tort", 1, "device"), ("sota", 1, "cpu")])
+                         [("tort", 0, "cpu"), ("tort", 1, "cpu"), ("tort", 1, "device"), ("sota", 1, "cpu"),
+                          ("sota", 0, "device")])
 def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tmp_path, recipe, workers, augment_on):
     cfg = tiny_cfg(recipe, epochs=3, **{"data.num_workers": workers, "views.augment_on": augment_on})
     full = fit(cfg, tmp_path / "full")
