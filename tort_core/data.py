@@ -7,6 +7,8 @@ downloaded: a missing or malformed root fails with one line naming the expected 
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +50,9 @@ class Transformed(Dataset):
 
 class InMemoryImages(Dataset):
     def __init__(self, images: list[Image.Image], labels: list[int]):
-        self.images = images
-        self.labels = labels
+        # Tuples: a dataset shared by several runs (the per-process cache) cannot be edited in place.
+        self.images = tuple(images)
+        self.labels = tuple(labels)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -58,8 +61,44 @@ class InMemoryImages(Dataset):
         return self.images[index], self.labels[index]
 
 
-def load_dataset(name: str, root: Path | None, options: Any = None) -> DatasetPair:
-    return DATASETS.get(name)(root, options)
+def load_dataset(name: str, root: Path | None, options: Any = None, *, cache: bool = False) -> DatasetPair:
+    """The registered dataset `name` from `root`.
+
+    With `cache=True` the loaded pair is kept for the life of the process and later calls with the
+    same dataset get it without loading (or decoding) again: a Ray actor that runs several trials
+    of a sweep loads each dataset once. Every call returns its own shallow copies of the split
+    datasets, so a caller that sets an attribute (e.g. a torchvision dataset's `transform`) does not
+    change what the next caller gets; the images themselves are shared and never modified in place.
+    The cache assumes the files under `root` do not change while the process lives
+    (`clear_dataset_cache()` forgets everything).
+    """
+    factory = DATASETS.get(name)
+    key = _cache_key(name, factory, root, options) if cache else None
+    if key is None:
+        return factory(root, options)
+    pair = _DATASET_CACHE.get(key)
+    if pair is None:
+        pair = factory(root, options)
+        _DATASET_CACHE[key] = pair
+    return DatasetPair(copy.copy(pair.train), copy.copy(pair.test), pair.num_classes, pair.name)
+
+
+# (name, factory, resolved root, options) → the pair as loaded; see load_dataset(cache=True).
+_DATASET_CACHE: dict[tuple, DatasetPair] = {}
+
+
+def _cache_key(name: str, factory: Callable, root: Path | None, options: Any) -> tuple | None:
+    where = None if root is None else str(Path(root).expanduser().resolve())
+    key = (name, factory, where, options)
+    try:
+        hash(key)
+    except TypeError:
+        return None  # options that cannot be a key: load every time
+    return key
+
+
+def clear_dataset_cache() -> None:
+    _DATASET_CACHE.clear()
 
 
 def limit(pair: DatasetPair, train: int | None, test: int | None) -> DatasetPair:
@@ -79,22 +118,79 @@ DIGITS_SIZE = 32
 @DATASETS.register("digits")
 def _digits(root: Path | None, options: Any = None) -> DatasetPair:
     """1,797 real 8×8 handwritten digits (10 classes), upscaled to 32 px RGB; fixed 75/25 split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    pixels = (bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    scans, target = _digits_arrays()
+    pixels = (scans * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     images = [
         Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), Image.BICUBIC).convert("RGB")
         for p in pixels
     ]
-    labels = [int(t) for t in bunch.target]
+    labels = [int(t) for t in target]
     # The split is part of the dataset, not of the run: fixed seed, stratified.
-    idx_train, idx_test = train_test_split(
-        np.arange(len(labels)), test_size=0.25, random_state=0, stratify=labels
-    )
+    idx_train, idx_test = stratified_split(np.asarray(labels), test_size=0.25, seed=0)
     pick = lambda idx: InMemoryImages([images[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
     return DatasetPair(pick(idx_train), pick(idx_test), 10, "digits")
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits: (1797, 8, 8) scans in 0–16 and their labels.
+
+    Read from the CSV that scikit-learn ships, as its `load_digits` does, without importing
+    scikit-learn: that import (scipy included) costs 1.5–3 s in every fresh process, e.g. each new
+    sweep worker. Falls back to `load_digits` if the file is not where scikit-learn keeps it.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        with gzip.open(path, "rt") as fh:
+            data = np.loadtxt(fh, delimiter=",")
+        return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
+def stratified_split(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices: scikit-learn's `train_test_split(arange(n), test_size=test_size,
+    random_state=seed, stratify=labels)`, step for step (StratifiedShuffleSplit and its
+    `_approximate_mode`), so the split is the one the project always used, without importing
+    scikit-learn. tests/tort_core/test_data.py checks it against scikit-learn."""
+    n = len(labels)
+    n_test = math.ceil(test_size * n)
+    n_train = n - n_test
+    classes, y_index, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    class_indices = np.split(np.argsort(y_index, kind="stable"), np.cumsum(counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(counts, n_train, rng)
+    t_i = _approximate_mode(counts - n_i, n_test, rng)
+    train: list[int] = []
+    test: list[int] = []
+    for i in range(len(classes)):
+        members = class_indices[i].take(rng.permutation(counts[i]), mode="clip")
+        train.extend(members[: n_i[i]])
+        test.extend(members[n_i[i]: n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
+
+
+def _approximate_mode(counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    # scikit-learn's sklearn.utils.extmath._approximate_mode: per-class draws proportional to the
+    # class sizes, the remainder given by largest fractional part, ties broken by `rng`.
+    continuous = counts / counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need = int(n_draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add = min(len(inds), need)
+            floored[rng.choice(inds, size=add, replace=False)] += 1
+            need -= add
+            if need == 0:
+                break
+    return floored.astype(int)
 
 
 # ---------------------------------------------------------------------------------------------

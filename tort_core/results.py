@@ -68,20 +68,10 @@ class SummaryWriter(Callback):
 
 
 def summarize(result: RunResult, meta: dict[str, Any]) -> dict[str, Any]:
-    final = result.final
-    out: dict[str, Any] = {**meta, "status": result.status, "error": result.error, "epochs": len(result.records)}
-    for key in ("test_top1", "knn_top1", "loss"):
-        values = [r[key] for r in result.records if key in r]
-        if values:
-            out[f"final_{key}"] = final.get(key)
-            out[f"best_{key}"] = min(values) if key == "loss" else max(values)
-    if result.records:
-        out["wall_seconds"] = sum(r.get("epoch_seconds", 0.0) for r in result.records)
-        out["samples_per_s"] = sum(r.get("samples_per_s", 0.0) for r in result.records) / len(result.records)
-    return out
+    return summarize_records(result.status, result.records, result.error, meta)
 
 
 # The sweep results store lives in `store.py` (pandas only, no torch: cheap to import for analysis);
 # these names are its public API.
 from .store import (EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore,  # noqa: E402,F401
-                    load_epochs, load_members, load_trials)
+                    load_epochs, load_members, load_trials, summarize_records)

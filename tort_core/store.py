@@ -145,6 +145,23 @@ class ResultStore:
         return epochs[epochs["trial_id"] == trial_id].sort_values("epoch")
 
 
+def summarize_records(status: str, records: list[dict[str, Any]], error: str | None = None,
+                      meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's summary from its epoch records: status, error, epochs, final and best metrics,
+    `wall_seconds` (sum of epoch times) and mean `samples_per_s` (no torch: the sweep driver uses it)."""
+    final = records[-1] if records else {}
+    out: dict[str, Any] = {**(meta or {}), "status": status, "error": error, "epochs": len(records)}
+    for key in ("test_top1", "knn_top1", "loss"):
+        values = [r[key] for r in records if key in r]
+        if values:
+            out[f"final_{key}"] = final.get(key)
+            out[f"best_{key}"] = min(values) if key == "loss" else max(values)
+    if records:
+        out["wall_seconds"] = sum(r.get("epoch_seconds", 0.0) for r in records)
+        out["samples_per_s"] = sum(r.get("samples_per_s", 0.0) for r in records) / len(records)
+    return out
+
+
 def _with_membership(df: pd.DataFrame, results_dir: str | Path, sweep: str | None) -> pd.DataFrame:
     members = load_members(results_dir)
     if df.empty:

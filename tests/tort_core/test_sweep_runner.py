@@ -161,3 +161,43 @@ def test_a_killed_driver_resumes_only_the_missing_trials(ray_address, tmp_path, 
     assert not (results / ".running" / "killed.json").exists()
     members = load_members(results)
     assert len(members) == 2 and json.loads(members["axes"].iloc[0]) == {"loss.teacher_temp": 0.04}
+
+
+# Metrics of an epoch that depend on the machine's speed or the process's history, not on the run.
+_MACHINE_METRICS = {"train_seconds", "eval_seconds", "epoch_seconds", "samples_per_s", "peak_mem_mb"}
+
+
+def test_a_reused_worker_computes_what_a_fresh_one_does(ray_address, tmp_path):
+    """Tune runs the next trial in the same worker process (reuse_actors): torch is not imported
+    again and the dataset comes from the process's cache, but the trial's numbers are exactly
+    those of the same trial in a fresh process."""
+    from tort_core.sweep.runner import _multi_node, run_sweep
+
+    common = {"profile": "demo", "overrides": TINY, "max_concurrent": 1}
+    # A sota trial first (other RNG draws, other model), then the tort trial on the same worker.
+    reused = _write(tmp_path / "reused.yaml", {"name": "reused", **common, "axes": {"recipe": ["sota", "tort"]}})
+    out = run_sweep(reused, results_dir=tmp_path / "a", wandb=False, progress=False)
+    assert out.counts() == {"completed": 2}
+    assert out.timing["ray_init_seconds"] >= 0 and out.timing["tune_seconds"] > 0
+    first = load_trials(tmp_path / "a").set_index("recipe")
+    assert first.loc["tort", "hw.pid"] == first.loc["sota", "hw.pid"]  # one worker process ran both ...
+    assert list(first.loc[["sota", "tort"], "timing.process_trial"]) == [1, 2]  # ... the tort trial second
+    assert first.loc["tort", "timing.data_seconds"] >= 0 and first.loc["tort", "timing.build_seconds"] > 0
+
+    fresh = _write(tmp_path / "fresh.yaml", {"name": "fresh", **common, "recipe": "tort"})
+    run_sweep(fresh, results_dir=tmp_path / "b", wandb=False, progress=False)
+    second = load_trials(tmp_path / "b").set_index("recipe")
+    assert second.loc["tort", "trial_id"] == first.loc["tort", "trial_id"]
+    assert second.loc["tort", "timing.process_trial"] == 1 and second.loc["tort", "hw.pid"] != first.loc["tort", "hw.pid"]
+
+    tid = second.loc["tort", "trial_id"]
+    a, b = [(e := load_epochs(tmp_path / d))[e["trial_id"] == tid].set_index("epoch") for d in ("a", "b")]
+    metrics = [c for c in a.columns if c in set(b.columns)
+               and c not in _MACHINE_METRICS and pd.api.types.is_numeric_dtype(a[c])
+               and (c.startswith(("loss", "test_", "knn_", "train_top1", "teacher_")) or c in ("lr", "momentum", "grad_norm", "step"))]
+    assert {"loss", "loss_distill", "test_top1", "knn_top1", "lr", "grad_norm"} <= set(metrics)
+    pd.testing.assert_frame_equal(a[metrics], b[metrics], check_exact=True)
+
+    # One node: the trials' own checkpoints are the resume points, Tune makes no copies of them.
+    assert not _multi_node()
+    assert not list((tmp_path / "a" / "ray").rglob("checkpoint_*"))

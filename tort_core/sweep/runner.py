@@ -9,11 +9,17 @@
 How a trial travels: the driver expands the spec (every config validated), drops trials whose id
 already has a completed row in the store, and hands the rest to one `Tuner` as a grid over trial
 ids. Each trial trains with `trainer.fit` in `<results>/runs/<id>/` (absolute path: Tune moves the
-worker into its own trial directory), reports every epoch with `ray.tune.report`, and attaches
-its epoch checkpoint, so Tune's retries (`retries:` → `FailureConfig(max_failures)`) and a
-`--resume` after a crash continue from the last finished epoch. The driver-side Tune callback
-upserts each epoch row into the store, logs it to W&B, and writes the summary row when the trial
-ends. Writing on the driver keeps the store in one place when trials run on other nodes.
+worker into its own trial directory) and reports every epoch with `ray.tune.report`. Tune's
+retries (`retries:` → `FailureConfig(max_failures)`) and a `--resume` after a crash continue from
+the last finished epoch: from `runs/<id>/checkpoint.pt`, and on a cluster of several nodes also from
+the copy Tune keeps of each epoch checkpoint (attached to the report; on one node it would only
+cost a full copy per epoch). The driver-side Tune callback upserts each epoch row into the store,
+logs it to W&B, and writes the summary row when the trial ends. Writing on the driver keeps the
+store in one place when trials run on other nodes.
+
+Start-up is paid once per worker process, not per trial: Tune reuses each worker (actor) for the
+next trial, so torch/timm are imported and each dataset is loaded once per worker (see
+`_train_trial`); the trials table's `timing.*` columns say where each trial's time went.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ from rich.console import Console
 
 from ..config import RunConfig
 from ..errors import ConfigError, DataError
-from ..results import (EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore, summarize)
+# pandas-only, no torch: Ray workers import this module to unpickle the trainable, and the trial
+# itself imports the trainer (timing.import_seconds says how long that takes).
+from ..store import EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore, summarize_records
 from .expand import Expansion, Trial, expand
 from .spec import SweepSpec, load_spec
 
@@ -258,15 +266,44 @@ def _exclusive(run_dir: Path, timeout: float = 300.0):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_PROCESS_TRIALS = 0  # trials this worker process has started (> 1: a reused Ray actor)
+
+
+def _fresh_process_state(cfg: RunConfig) -> None:
+    """What a reused actor must reset so that its next trial runs as in a fresh process."""
+    if cfg.compile:
+        import torch._dynamo
+
+        torch._dynamo.reset()  # compiled graphs of the previous trial's modules (and the recompile budget)
+    if _PROCESS_TRIALS > 1:
+        # peak_mem_mb on a CPU is the process's maximum RSS: restart it from now (Linux ≥ 4.0).
+        with contextlib.suppress(OSError):
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+
+
 def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     """One trial in a Ray worker: `config` names the trial, `payload` (shared by all trials, sent
-    once through Ray's object store) holds every trial's resolved config and the run settings."""
+    once through Ray's object store) holds every trial's resolved config and the run settings.
+
+    Tune reuses the worker (actor) for the next trial (`reuse_actors`): torch, timm and tort are
+    imported once per process and each dataset is loaded once (`load_dataset(cache=True)`); nothing
+    else carries over from one trial to the next (the trainer seeds every RNG and builds every
+    object per run; `_fresh_process_state` resets the rest).
+    """
+    global _PROCESS_TRIALS
+    t_entry = time.monotonic()
+    _PROCESS_TRIALS += 1
     import ray
     import torch
     from ray import tune
 
+    from ..data import load_dataset
     from ..trainer import Callback, fit
 
+    # Where the trial's time goes before and around training (→ the trials table's timing.*).
+    timing: dict[str, Any] = {"process_trial": _PROCESS_TRIALS, "import_seconds": time.monotonic() - t_entry,
+                              "report_seconds": 0.0}
     tid = config["tort_trial"]
     cfg = RunConfig.model_validate(payload["configs"][tid])
     cpus, gpus = payload["cpus"], payload["gpus"]
@@ -275,40 +312,51 @@ def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     # Threads and loader workers within the trial's CPU reservation (both runtime-only keys).
     torch.set_num_threads(max(1, int(cpus)))
     cfg.data.num_workers = min(cfg.data.num_workers, max(0, int(cpus) - 1))
+    _fresh_process_state(cfg)
     hw = {**_hardware(cfg, cpus, gpus), **payload["versions"]}
     run_dir = Path(payload["runs_root"]) / tid
     run_dir.mkdir(parents=True, exist_ok=True)
+
+    def report(metrics: dict[str, Any], checkpoint=None) -> None:
+        t = time.monotonic()
+        tune.report(metrics, checkpoint=checkpoint)  # waits for the driver to take the result
+        timing["report_seconds"] += time.monotonic() - t
 
     class Reporter(Callback):
         def __init__(self) -> None:
             self.info: dict[str, Any] = {}
 
         def on_fit_start(self, cfg: RunConfig, info: dict[str, Any]) -> None:
+            timing["fit_start"] = time.monotonic()
+            timing["build_seconds"] = timing["fit_start"] - t_built
             self.info = {k: info[k] for k in ("train_size", "test_size", "parameters", "total_epochs",
                                               "steps_per_epoch")}
+            self.info["timing"] = timing
             if info.get("records"):
                 # Epochs restored from a checkpoint: the driver may have missed their reports.
-                tune.report({"tort": {"kind": "replay", "records": info["records"], "hw": hw, "info": self.info}})
+                report({"tort": {"kind": "replay", "records": info["records"], "hw": hw, "info": self.info}})
 
         def on_epoch_end(self, record: dict[str, float], checkpoint: Path | None) -> None:
             message = {**record, "tort": {"kind": "epoch", "record": record, "hw": hw, "info": self.info}}
-            if checkpoint is None or not Path(checkpoint).exists():
-                tune.report(message)
+            if not payload["tune_checkpoints"] or checkpoint is None or not Path(checkpoint).exists():
+                # One node: runs/<id>/checkpoint.pt is a retry's resume point, and Tune's copy of it
+                # (a full write per epoch: ~1.9 GB for tort at ViT-B) would only slow the trial down.
+                report(message)
                 return
             stage = run_dir / ".tune_checkpoint"
             shutil.rmtree(stage, ignore_errors=True)
             stage.mkdir()
             try:
-                os.link(checkpoint, stage / CHECKPOINT)  # no copy: report() persists it to storage
+                os.link(checkpoint, stage / CHECKPOINT)  # no copy here: report() copies it to storage
             except OSError:
                 shutil.copy2(checkpoint, stage / CHECKPOINT)
             try:
-                tune.report(message, checkpoint=tune.Checkpoint.from_directory(str(stage)))
+                report(message, checkpoint=tune.Checkpoint.from_directory(str(stage)))
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
 
     # The driver learns the hardware before anything can fail (a trial may raise before epoch 1).
-    tune.report({"tort": {"kind": "start", "hw": hw}})
+    report({"tort": {"kind": "start", "hw": hw}})
     with _exclusive(run_dir):
         local = run_dir / CHECKPOINT
         restored = tune.get_checkpoint()
@@ -318,9 +366,17 @@ def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
                 if (Path(d) / CHECKPOINT).exists():
                     shutil.copy2(Path(d) / CHECKPOINT, local)
         reporter = Reporter()
-        result = fit(cfg, run_dir, callbacks=[reporter], resume=True)
-        tune.report({"tort": {"kind": "final", "status": result.status, "error": result.error, "hw": hw,
-                              "info": reporter.info}})
+        t_data = time.monotonic()
+        # Loaded (and decoded) once per worker process: a reused actor's next trial gets it from
+        # the cache, as its own shallow copy.
+        data = load_dataset(cfg.data.dataset, cfg.data.root, cache=True)
+        t_built = time.monotonic()
+        timing["data_seconds"] = t_built - t_data
+        result = fit(cfg, run_dir, callbacks=[reporter], resume=True, data=data)
+        if "fit_start" in timing:
+            timing["fit_seconds"] = time.monotonic() - timing.pop("fit_start")
+        report({"tort": {"kind": "final", "status": result.status, "error": result.error, "hw": hw,
+                         "info": reporter.info}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,6 +400,13 @@ def _error_text(trial) -> str:
     # Tune's error file ends with the exception's own line, e.g. "RuntimeError: boom".
     candidates = [ln for ln in lines if ":" in ln and not ln.startswith(("File ", "^", "~"))]
     return (candidates[-1] if candidates else lines[-1])[:2000]
+
+
+# Per-trial start-up and orchestration costs, measured in the worker (trials table, `timing.<key>`):
+# which trial of its worker process this was (1: a fresh process, > 1: a reused actor), seconds
+# importing torch/timm/tort, loading the dataset, building model/optimiser/loaders (and restoring a
+# checkpoint), in trainer.fit, and waiting in tune.report (the driver's round trip).
+TIMING_KEYS = ("process_trial", "import_seconds", "data_seconds", "build_seconds", "fit_seconds", "report_seconds")
 
 
 def _make_callback(plan: SweepPlan, store: ResultStore, tracker, display, meta_common: dict[str, Any]):
@@ -427,14 +490,12 @@ def _make_callback(plan: SweepPlan, store: ResultStore, tracker, display, meta_c
             self._summarise(trial.config["tort_trial"], "failed", _error_text(trial), trial.error_file)
 
         def _summarise(self, tid: str, status: str, error: str | None, error_file: str | None = None) -> None:
-            from ..trainer import RunResult
-
             if tid in self.finished:
                 return
             self.finished.add(tid)
             records = [{k: v for k, v in rec.items() if isinstance(v, (int, float)) and v == v}
                        for rec in store.epochs_of(tid).to_dict("records")]
-            summary = summarize(RunResult(status, records, error), {})
+            summary = summarize_records(status, records, error)
             summary["epochs_done"] = summary.pop("epochs")
             t0, started_at = self.started.get(tid, (time.monotonic(), _now()))
             info = self.info.get(tid, {})
@@ -442,7 +503,8 @@ def _make_callback(plan: SweepPlan, store: ResultStore, tracker, display, meta_c
                    "elapsed_seconds": time.monotonic() - t0, "attempts": self.attempts.get(tid, 1),
                    "started_at": started_at, "finished_at": _now(),
                    "train_size": info.get("train_size"), "test_size": info.get("test_size"),
-                   "parameters": info.get("parameters"), "error_file": error_file}
+                   "parameters": info.get("parameters"), "error_file": error_file,
+                   **{f"timing.{k}": info.get("timing", {}).get(k) for k in TIMING_KEYS}}
             store.upsert(TRIALS_TABLE, [row])
             display.trial_finished(tid, status)
             if tracker is not None:
@@ -473,6 +535,9 @@ class SweepOutcome:
     trials: list[TrialOutcome]
     wall_seconds: float
     interrupted: bool = False
+    # Driver phases (seconds): ray_init (0 when a session was already up), setup (store, W&B,
+    # Tuner), tune (Tuner.fit: every trial), shutdown (Ray, when this call started it).
+    timing: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -542,6 +607,12 @@ def _resolve_resources(spec: SweepSpec, gpus_per_trial: float | None, cpus_per_t
     return float(gpus), float(cpus)
 
 
+def _multi_node() -> bool:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive")) > 1
+
+
 def _check_address(address: str) -> None:
     """Ray retries an unreachable GCS for minutes: probe HOST:PORT first and fail in seconds."""
     if address == "auto" or "://" in address or ":" not in address:
@@ -557,8 +628,6 @@ def _check_address(address: str) -> None:
 
 def _check_data(plan: SweepPlan) -> None:
     """Fail before any trial if a local dataset root or init checkpoint is missing (digits is embedded)."""
-    from ..data import load_dataset
-
     seen = set()
     for t in plan.to_run:
         init = t.config.model.init
@@ -569,6 +638,8 @@ def _check_data(plan: SweepPlan) -> None:
         if t.config.data.dataset == "digits" or key in seen:
             continue
         seen.add(key)
+        from ..data import load_dataset  # torch: only for datasets that live in files
+
         try:
             load_dataset(t.config.data.dataset, t.config.data.root)
         except DataError as e:
@@ -582,13 +653,14 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
               force: bool = False, address: str | None = None, max_concurrent: int | None = None,
               gpus_per_trial: float | None = None, cpus_per_trial: float | None = None, wandb: bool = True,
               storage: str | Path | None = None, progress: bool = True,
-              console: Console | None = None) -> SweepOutcome:
+              console: Console | None = None, reuse_actors: bool = True) -> SweepOutcome:
     """Run (or resume) a sweep and return every trial's outcome.
 
     Reuses a Ray session that is already initialised (notebooks, tests); otherwise starts a local
     one, or connects to `address` (an existing cluster), and shuts down what it started. Raises
     ConfigError (or DataError) before any trial starts when the spec, the overrides, the
-    resources or a dataset root are wrong.
+    resources or a dataset root are wrong. `reuse_actors=False` runs every trial in a fresh
+    worker process (same results, seconds slower per trial: for comparisons).
     """
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     plan = spec if isinstance(spec, SweepPlan) else plan_sweep(spec, profile, sets, results_dir, force)
@@ -620,6 +692,8 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
     from ray import tune
 
     started_ray = False
+    timing: dict[str, float] = {}
+    t_ray = time.monotonic()
     if not ray.is_initialized():
         if address is not None:
             _check_address(address)
@@ -632,8 +706,10 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
             raise ConfigError(f"--address {address}: cannot join a Ray cluster ({first}); start one with "
                               f"`ray start --head`, or omit --address for a local run") from None
         started_ray = True
+    timing["ray_init_seconds"] = time.monotonic() - t_ray
     tracker = None
     display = None
+    outcome = None
     try:
         gpus, cpus = _resolve_resources(plan.spec, gpus_per_trial, cpus_per_trial, local=address is None,
                                         console=console)
@@ -660,7 +736,10 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
         meta_common = git_info()
         callback = _make_callback(plan, store, tracker, display, meta_common)
         payload = {"configs": {t.id: t.config.model_dump(mode="json") for t in plan.to_run},
-                   "runs_root": str(runs_root), "cpus": cpus, "gpus": gpus, "versions": package_versions()}
+                   "runs_root": str(runs_root), "cpus": cpus, "gpus": gpus, "versions": package_versions(),
+                   # Tune keeps a copy of each epoch checkpoint for a retry on another node; on one
+                   # node the trial's own checkpoint serves, so no copy is made.
+                   "tune_checkpoints": _multi_node()}
         trainable = tune.with_resources(tune.with_parameters(_train_trial, payload=payload),
                                         {"cpu": cpus, "gpu": gpus})
         scheduler = None
@@ -679,8 +758,9 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
             param_space={"tort_trial": tune.grid_search([t.id for t in plan.to_run])},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=concurrency, scheduler=scheduler,
-                # Same resources for every trial: reuse the worker and skip re-importing torch.
-                reuse_actors=True,
+                # Same resources for every trial: the next trial runs in the same worker process,
+                # without re-importing torch/timm or reloading the dataset (see _train_trial).
+                reuse_actors=reuse_actors,
                 trial_name_creator=lambda tr: tr.config["tort_trial"],
                 trial_dirname_creator=lambda tr: tr.config["tort_trial"]),
             run_config=tune.RunConfig(
@@ -696,9 +776,12 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
         levels = [q.level for q in quiet]
         for q in quiet:
             q.setLevel(logging.CRITICAL)
+        t_fit = time.monotonic()
+        timing["setup_seconds"] = t_fit - t_ray - timing["ray_init_seconds"]
         try:
             tuner.fit()
         finally:
+            timing["tune_seconds"] = time.monotonic() - t_fit
             for q, level in zip(quiet, levels):
                 q.setLevel(level)
             display.stop()
@@ -713,12 +796,17 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
         interrupted = any(t.id not in finished for t in plan.to_run)
         if not interrupted:
             state_path.unlink(missing_ok=True)
-        return _outcome(plan, store, time.monotonic() - t_start, interrupted=interrupted)
+        outcome = _outcome(plan, store, time.monotonic() - t_start, interrupted=interrupted)
     finally:
         if tracker is not None:
             tracker.close()
+        t_end = time.monotonic()
         if started_ray:
             ray.shutdown()
+        timing["shutdown_seconds"] = time.monotonic() - t_end
+    outcome.timing = timing
+    outcome.wall_seconds = time.monotonic() - t_start
+    return outcome
 
 
 def _display(plan: SweepPlan, concurrency: int | None, console: Console, live: bool):
