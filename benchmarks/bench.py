@@ -12,9 +12,9 @@ Modes (`--mode`, comma-separated; default all):
   pipeline  the data pipeline alone: the recipe's real training transform, `SeededViews`, a
             DataLoader with N workers; images/s, and images per CPU-second of the processes doing
             the work (what one core delivers, even on a shared machine), hence the cores needed
-            for the issue's targets; plus the CPU cost of each view. For tort, both places the
-            views can be augmented (views.augment_on): all on the CPU, and the worker half of
-            `device` (decode + crop), plus the device half alone (batched on --device).
+            for the issue's targets; plus the CPU cost of each view. Both places augmentation can
+            run (views.augment_on): all on the CPU, and the worker half of `device` (tort: decode
+            and random draws; sota: stop at uint8), plus the device half alone (on --device).
   e2e       the real `trainer.fit` for two short epochs (augmentation, all losses, EMA, Lookahead,
             metric collection); samples/s is the trainer's own `samples_per_s` of the second epoch
             (workers up, compilation done) and of the first.
@@ -22,6 +22,10 @@ Modes (`--mode`, comma-separated; default all):
   syncs     the step replayed on the meta device, listing every op that would make the host wait
             for the GPU (.item(), float()/bool() of a device tensor, data-dependent shapes,
             device→host copies), with the line of code that issued it.
+  sweep     (only when asked for) a real `--trials`-seed sweep of the demo profile on a local Ray,
+            short trials: wall time, the training time the store records and its share of
+            wall × concurrent trials, and where the rest goes (driver, Ray, worker start, per-trial
+            overhead on fresh and reused workers, shutdown).
 
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on one step replayed on the meta
 device (same shapes, no arithmetic, so the ViT-B count costs seconds on any machine): matmuls and
@@ -61,7 +65,8 @@ from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, _to_d
                                build_optimizer, build_scheduler, fit, resolve_device, train_step)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
 
-MODES = ("step", "pipeline", "e2e", "startup", "syncs")
+MODES = ("step", "pipeline", "e2e", "startup", "syncs", "sweep")
+DEFAULT_MODES = MODES[:-1]  # sweep starts Ray and runs a whole sweep: only when asked for
 RECIPE_NAMES = ("tort", "sota")
 # The issue's H100 targets, end to end at the thesis profile (samples/s).
 TARGETS = {"tort": 520.0, "sota": 2500.0}
@@ -347,11 +352,11 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, workers: list[int], images: int,
-                   note: str, transform: Any = None, label: str = "") -> list[Row]:
+                   note: str, transform: Any = None, label: str = "", collate: Any = None) -> list[Row]:
     """Images/s on the wall clock, and images per CPU-second: on a shared machine the wall rate
     depends on what else runs, the CPU-time rate much less, so "cores needed" is computed from it.
 
-    `transform`: what the loader workers run (default: the recipe's CPU training transform)."""
+    `transform`, `collate`: what the loader runs (default: the recipe's CPU training transform)."""
     transform = transform or RECIPES.get(cfg.recipe)().train_transform(cfg)
     ds = SeededViews(data.train, transform, cfg.seed)
     b = cfg.batch_size
@@ -362,7 +367,8 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
         skip = max(1, w)
         n_batches = max(2, math.ceil(images / b)) + skip
         loader = DataLoader(ds, batch_size=b, sampler=_Keys(len(ds), n_batches * b, cfg.seed), num_workers=w,
-                            drop_last=True, pin_memory=cfg.data.pin_memory and device.type == "cuda")
+                            drop_last=True, pin_memory=cfg.data.pin_memory and device.type == "cuda",
+                            collate_fn=collate)
         threads = torch.get_num_threads()
         if w == 0:
             torch.set_num_threads(1)  # one core, as in a worker process (DataLoader sets 1 there)
@@ -398,12 +404,14 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
 
 
 def bench_device_half(cfg: RunConfig, data: DatasetPair, device: torch.device, repeats: int) -> Row:
-    """The device half of views.augment_on=device alone: batches made by the worker half (uint8
-    crops and their random draws) already on the device, augmented `repeats` times each."""
-    worker_half, device_half = RECIPES.get(cfg.recipe)().device_augmentation(cfg)
-    ds = SeededViews(data.train, worker_half, cfg.seed)
+    """The device half of views.augment_on=device alone: batches made by the worker half (decoded
+    uint8 images and their random draws) already on the device, augmented `repeats` times each."""
+    split = RECIPES.get(cfg.recipe)().device_augmentation(cfg)
+    device_half = split.on_device
+    ds = SeededViews(data.train, split.transform, cfg.seed)
     b = cfg.batch_size
-    loader = DataLoader(ds, batch_size=b, sampler=_Keys(len(ds), 2 * b, cfg.seed), drop_last=True)
+    loader = DataLoader(ds, batch_size=b, sampler=_Keys(len(ds), 2 * b, cfg.seed), drop_last=True,
+                        collate_fn=split.collate)
     batches = [_to_device(batch, device) for batch in loader]
     device_half(batches[0])  # first call: kernels chosen, normalisation constants on the device
     _sync(device)
@@ -414,10 +422,10 @@ def bench_device_half(cfg: RunConfig, data: DatasetPair, device: torch.device, r
     _sync(device)
     dt = time.perf_counter() - t0
     n = repeats * len(batches) * b
-    views = 3 + cfg.views.n_local
+    what = (f"× {3 + cfg.views.n_local} views: crop, flip, jitter, grayscale, blur, solarise, normalise, erase"
+            if cfg.recipe == "tort" else ": normalise")
     return Row(cfg.recipe, "pipeline", f"device half on {device.type}", b, n / dt, seconds=dt,
-               note=f"{n} images × {views} views: flip, jitter, grayscale, blur, solarise, normalise, erase "
-                    f"({1e3 * dt / (n / b):.2f} ms per batch)",
+               note=f"{n} images {what} ({1e3 * dt / (n / b):.2f} ms per batch)",
                extra={"images": n, "ms_per_batch": 1e3 * dt / (n / b)})
 
 
@@ -499,7 +507,7 @@ def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None,
     recipe = RECIPES.get(cfg.recipe)()
     augment = "n/a"  # the recipe has one path only
     if recipe.device_augmentation(cfg) is not None:
-        augment = "device" if augmentation(recipe, cfg, resolve_device(cfg.device))[1] else "cpu"
+        augment = "device" if augmentation(recipe, cfg, resolve_device(cfg.device)).on_device else "cpu"
     note = (f"{steps} steps/epoch, {cfg.data.num_workers} workers, views augmented on {augment}; "
             f"epoch 1 {cold['samples_per_s']:.1f}/s; "
             f"fit {wall:.1f} s incl. build and eval")
@@ -556,6 +564,108 @@ def bench_startup(recipe: str, profile: str, overrides: dict[str, Any]) -> Row:
     return Row(recipe, "startup", seconds=total, note=note, extra=phases)
 
 
+# A real sweep, as `tort sweep` runs it (load_spec → plan_sweep → run_sweep), in a fresh process.
+_SWEEP_CHILD = r"""
+import json, sys, time
+t0 = time.time()
+from rich.console import Console
+from tort_core.sweep.runner import plan_sweep, run_sweep
+from tort_core.sweep.spec import load_spec
+t1 = time.time()
+spec_path, results, reuse = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+plan = plan_sweep(load_spec(spec_path), results_dir=results)
+t2 = time.time()
+out = run_sweep(plan, results_dir=results, wandb=False, progress=False, reuse_actors=reuse,
+                console=Console(stderr=True, quiet=True))
+print("SWEEP " + json.dumps({"start": t0, "imports": t1 - t0, "plan": t2 - t1, "run_start": t2, "run": time.time() - t2,
+      **out.timing, "counts": out.counts()}))
+"""
+
+# Trial length of the sweep mode: one short epoch, a few seconds of training on a CPU core (as a
+# demo trial would take on a GPU), so that the orchestration around it shows.
+SWEEP_TRIAL = {"epochs": 1, "optim.warmup_epochs": 0, "optim.cooldown_epochs": 0, "data.train_limit": 256,
+               "data.test_limit": 128}
+SWEEP_TRIAL_TINY = {**SWEEP_TRIAL, "batch_size": 16, "data.train_limit": 48, "data.test_limit": 32}
+
+
+def bench_sweep(recipe: str, overrides: dict[str, Any], trials: int, reuse: bool = True, tiny: bool = False) -> Row:
+    """A real `trials`-seed sweep of the demo profile on the local Ray: wall time against the
+    training time the store records, and where the rest goes (see README, Performance)."""
+    import tempfile
+    from datetime import datetime
+
+    import yaml
+
+    from tort_core.store import load_epochs, load_trials
+
+    variant = "reuse" if reuse else "no reuse"
+    base = {**(SWEEP_TRIAL_TINY if tiny else SWEEP_TRIAL), **overrides}
+    base.pop("device", None)  # the sweep places trials itself: a GPU per trial where there are GPUs
+    with tempfile.TemporaryDirectory(prefix="tort-bench-sweep-") as tmp:
+        spec = Path(tmp) / "bench_sweep.yaml"
+        spec.write_text(yaml.safe_dump({"name": "bench_sweep", "recipe": recipe, "profile": "demo",
+                                        "overrides": base, "seeds": trials}, sort_keys=False))
+        results = Path(tmp) / "results"
+        t_launch = time.time()
+        proc = subprocess.run([sys.executable, "-c", _SWEEP_CHILD, str(spec), str(results), "1" if reuse else "0"],
+                              capture_output=True, text=True)
+        wall = time.time() - t_launch
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SWEEP ")), None)
+        if proc.returncode or line is None:
+            err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return Row(recipe, "sweep", variant, note=f"child failed: {err}")
+        driver = json.loads(line.removeprefix("SWEEP "))
+        rows, epochs = load_trials(results), load_epochs(results)
+
+    stamp = lambda iso: datetime.fromisoformat(iso).timestamp()  # noqa: E731
+    spans = sorted((stamp(r["started_at"]), stamp(r["finished_at"])) for r in rows.to_dict("records"))
+    slots = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)  # trials running at once, at most
+    train = float(epochs["train_seconds"].sum())
+    evaluation = float(epochs["eval_seconds"].sum())
+    per_trial = epochs.groupby("trial_id")[["train_seconds", "eval_seconds"]].sum().sum(axis=1)
+    overhead = rows.set_index("trial_id")["elapsed_seconds"] - per_trial
+    fresh = rows.set_index("trial_id")["timing.process_trial"] == 1
+
+    def mean(col: str, mask) -> float | None:
+        values = rows.set_index("trial_id").loc[mask, col].dropna()
+        return float(values.mean()) if len(values) else None
+
+    parts = {}
+    for name, mask in (("fresh", fresh), ("reused", ~fresh)):
+        parts[name] = {"trials": int(mask.sum()),
+                       "overhead_seconds": float(overhead[mask].mean()) if mask.any() else None,
+                       **{k: mean(f"timing.{k}_seconds", mask) for k in ("import", "data", "build", "report")}}
+    first_start, last_end = spans[0][0], max(b for _, b in spans)
+    phases = {"driver": driver["start"] - t_launch + driver["imports"], "plan": driver["plan"],
+              "ray_init": driver["ray_init_seconds"], "setup": driver["setup_seconds"],
+              "first_trial": first_start - (driver["run_start"] + driver["ray_init_seconds"] + driver["setup_seconds"]),
+              "until_first_trial": first_start - t_launch, "tail": t_launch + wall - last_end,
+              "shutdown": driver["shutdown_seconds"]}
+    slot_time = wall * slots  # what the sweep had: every slot for the whole wall time
+    in_trials = float(overhead.sum())  # in a trial (its start to its end on the driver), not train/eval
+    extra = {"trials": int(len(rows)), "status": {str(k): int(v) for k, v in rows["status"].value_counts().items()},
+             "slots": slots, "wall": wall, "train_seconds": train, "eval_seconds": evaluation,
+             "train_fraction": train / slot_time, "train_eval_fraction": (train + evaluation) / slot_time,
+             # the rest of wall × slots: overhead inside trials, and slot time outside any trial
+             # (before the first trial, between trials, after the last)
+             "trial_overhead_fraction": in_trials / slot_time,
+             "outside_trials_fraction": 1 - float(rows["elapsed_seconds"].sum()) / slot_time,
+             "phases": phases, "per_trial": parts, "reuse": reuse}
+    f, r = parts["fresh"], parts["reused"]
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    pct = lambda key: f"{100 * extra[key]:.0f}%"  # noqa: E731
+    note = (f"{len(rows)} trials on {slots} slots: train {train:.1f} s, eval {evaluation:.1f} s; of wall × slots "
+            f"train {pct('train_fraction')}, eval {100 * (extra['train_eval_fraction'] - extra['train_fraction']):.0f}%"
+            f", per-trial overhead {pct('trial_overhead_fraction')}, outside trials {pct('outside_trials_fraction')}"
+            f"; until the first trial {phases['until_first_trial']:.1f} s (driver "
+            f"{phases['driver']:.1f}, plan {phases['plan']:.1f}, Ray {phases['ray_init']:.1f}, set-up "
+            f"{phases['setup']:.1f}, first worker {phases['first_trial']:.1f}); per trial beyond train+eval: fresh "
+            f"worker {fmt(f['overhead_seconds'])} s (imports {fmt(f['import'])}, data {fmt(f['data'])}, build "
+            f"{fmt(f['build'])}), reused {fmt(r['overhead_seconds'])} s (data {fmt(r['data'])}, build "
+            f"{fmt(r['build'])}, reports {fmt(r['report'])}); tail {phases['tail']:.1f} s")
+    return Row(recipe, "sweep", variant, seconds=wall, note=note, extra=extra)
+
+
 # ---------------------------------------------------------------------------------------------
 # Data
 
@@ -600,7 +710,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipe", default="both", choices=[*RECIPE_NAMES, "both"])
     p.add_argument("--profile", default="thesis", help="thesis | demo")
     p.add_argument("--tiny", action="store_true", help="demo profile, smaller model and batch: seconds on a CPU (CI)")
-    p.add_argument("--mode", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    p.add_argument("--mode", default=",".join(DEFAULT_MODES),
+                   help=f"comma-separated subset of {','.join(MODES)} (default: all but sweep)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--compile", default="auto", choices=["auto", "no", "yes", "both"],
                    help="step/e2e variants: eager (no), compiled (yes), both; auto = both on CUDA, eager elsewhere")
@@ -618,6 +729,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     p.add_argument("--peak-tflops", type=float, help="peak FLOP/s for MFU (default: known GPUs' dense bf16)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--trials", type=int, default=8, help="sweep: trials (seeds) of the demo sweep")
+    p.add_argument("--reuse", default="yes", choices=["yes", "no", "both"],
+                   help="sweep: Ray actor reuse between trials (no: a fresh worker process per trial)")
     args = p.parse_args(argv)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -784,10 +898,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             split = RECIPES.get(recipe)().device_augmentation(cfg)
             if split is None:
                 rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
-            else:  # both places the views can be augmented: all on the CPU, or the workers' half of device
+            else:  # both places augmentation can run: all on the CPU, or the workers' half of `device`
                 rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, label="cpu views, "))
-                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, transform=split[0],
-                                           label="device views (worker half), "))
+                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, transform=split.transform,
+                                           label="device views (worker half), ", collate=split.collate))
                 rows.append(bench_device_half(cfg, data, device, repeats=2 if args.tiny else 10))
             if args.breakdown_images:
                 part_rows, op_rows = pipeline_breakdown(cfg, data, args.breakdown_images)
@@ -795,6 +909,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 breakdown_ops.extend(op_rows)
         if "startup" in args.modes:
             rows.append(bench_startup(recipe, args.profile, overrides_for(args, recipe)))
+        if "sweep" in args.modes:
+            for reuse in {"yes": [True], "no": [False], "both": [True, False]}[args.reuse]:
+                rows.append(bench_sweep(recipe, overrides_for(args, recipe), args.trials, reuse, args.tiny))
     env["load_avg_end"] = os.getloadavg()
     render(env, rows, breakdown, breakdown_ops, analyses, peak)
     out = {"env": env, "peak_tflops": peak, "profile": args.profile, "tiny": args.tiny,

@@ -55,13 +55,11 @@ def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
     pipeline = rows(tiny_run, recipe, "pipeline")
     loaders = [r for r in pipeline if "workers" in r["extra"]]
     assert all(r["samples_per_s"] > 0 and r["per_core"] > 0 for r in loaders)
-    if recipe == "sota":  # one place to augment
-        assert [r["variant"] for r in pipeline] == ["0 workers", "1 workers"]
-    else:  # all on the CPU, the worker half of augment_on=device, and its device half alone
-        assert [r["variant"] for r in pipeline] == [
-            "cpu views, 0 workers", "cpu views, 1 workers", "device views (worker half), 0 workers",
-            "device views (worker half), 1 workers", "device half on cpu"]
-        assert pipeline[-1]["samples_per_s"] > 0
+    # All on the CPU, the worker half of augment_on=device, and its device half alone.
+    assert [r["variant"] for r in pipeline] == [
+        "cpu views, 0 workers", "cpu views, 1 workers", "device views (worker half), 0 workers",
+        "device views (worker half), 1 workers", "device half on cpu"]
+    assert pipeline[-1]["samples_per_s"] > 0
     assert tiny_run["flops_per_step"][recipe] > 0
     parts = [b for b in tiny_run["breakdown"] if b["recipe"] == recipe]
     assert parts and all(b["ms_per_image"] >= 0 for b in parts)
@@ -114,3 +112,28 @@ def test_a_bad_mode_is_refused(bench, capsys):
         bench.parse_args(["--mode", "stepp"])
     assert exc.value.code == 2
     assert "stepp" in capsys.readouterr().err
+
+
+def test_the_sweep_mode_runs_a_real_sweep_and_accounts_for_its_time(bench, tmp_path):
+    """--mode sweep: a real 8-trial sweep (tiny trials) on a local Ray in a fresh process; the
+    numbers come from the store. Structure and sanity only, no timing threshold."""
+    out = tmp_path / "sweep.json"
+    code = bench.main(["--tiny", "--recipe", "tort", "--mode", "sweep", "--json", str(out)])
+    assert code == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert (row["mode"], row["variant"]) == ("sweep", "reuse") and row["seconds"] > 0, row["note"]
+    extra = row["extra"]
+    assert extra["trials"] == 8 and extra["status"] == {"completed": 8}
+    assert 1 <= extra["slots"] <= 8
+    assert 0 < extra["train_fraction"] < extra["train_eval_fraction"] <= 1
+    shares = extra["train_eval_fraction"] + extra["trial_overhead_fraction"] + extra["outside_trials_fraction"]
+    assert extra["trial_overhead_fraction"] > 0 and 0 < extra["outside_trials_fraction"] < 1
+    assert shares == pytest.approx(1.0)  # wall × slots is fully accounted for
+    assert 0 < extra["train_seconds"] < extra["wall"] * extra["slots"]
+    fresh, reused = extra["per_trial"]["fresh"], extra["per_trial"]["reused"]
+    assert fresh["trials"] >= 1 and reused["trials"] >= 1 and fresh["trials"] + reused["trials"] == 8  # reuse
+    for part in (fresh, reused):
+        assert all(part[k] >= 0 for k in ("overhead_seconds", "import", "data", "build", "report"))
+    phases = extra["phases"]
+    assert all(phases[k] > 0 for k in ("driver", "plan", "ray_init", "until_first_trial", "tail"))
+    assert phases["until_first_trial"] > phases["ray_init"]
