@@ -221,6 +221,10 @@ class RunConfig(_Section):
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = Field(False, description="torch.compile the backbones' forward and the device half of the views")
     finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks")
+    checkpoint_every: int = Field(
+        1, ge=1, description="epochs between checkpoints (and always the last): the resume points. A tort ViT-B "
+        "checkpoint is ~1.9 GB, seconds to write, which can rival a short epoch on a GPU"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     views: ViewsConfig = Field(default_factory=ViewsConfig)
@@ -270,7 +274,8 @@ class RunConfig(_Section):
 # Keys that change where or how fast a run executes but not what it computes. views.augment_on is
 # one: both paths make the same random draws and differ only in rounding (device_views).
 RUNTIME_ONLY_KEYS = [("", "device"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
-                     ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile")]
+                     ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
+                     ("", "checkpoint_every")]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -291,15 +291,17 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
             record["epoch_seconds"] = record["train_seconds"] + record["eval_seconds"]
             record["peak_mem_mb"] = _peak_memory_mb(device)
             records.append(record)
-            if ckpt_path is not None:
-                save_checkpoint(ckpt_path, {
+            checkpoint = ckpt_path if ckpt_path is not None and (
+                (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.total_epochs) else None
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {
                     "epoch": epoch, "global_step": global_step, "config_id": config_id,
                     "config": cfg.model_dump(mode="json"), "system": system.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(), "records": records,
                 })
             for cb in callbacks:
-                cb.on_epoch_end(record, ckpt_path)
+                cb.on_epoch_end(record, checkpoint)
     except TrainingFailed as err:
         result.status, result.error = "failed", str(err)
     for cb in callbacks:

@@ -120,6 +120,30 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tm
     assert resumed.records[-1]["epoch"] == cfg.total_epochs
 
 
+def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and_ends_the_same(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(epochs=3, checkpoint_every=2)  # 3 + 1 cool-down epochs: checkpoints after 2 and 4
+    written = []
+
+    class Written(Callback):
+        def on_epoch_end(self, record, checkpoint):
+            written.append(checkpoint is not None)
+
+    full = fit(cfg, tmp_path / "full", callbacks=[Written()])
+    assert written == [False, True, False, True]
+    with pytest.raises(Interrupt):
+        fit(cfg, tmp_path / "cut", callbacks=[StopAfter(3)])
+    seen = []
+
+    class Seen(Callback):
+        def on_fit_start(self, cfg, info):
+            seen.append(info["start_epoch"])
+
+    resumed = fit(cfg, tmp_path / "cut", callbacks=[Seen()])
+    assert seen == [2]  # epoch 3 had no checkpoint: it is computed again
+    assert _metrics(resumed.records) == _metrics(full.records)
+    assert cfg.content_hash() == tiny_cfg(epochs=3).content_hash()  # where resume points fall is not the experiment
+
+
 def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
     cfg = tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0})
     fit(cfg, tmp_path)
