@@ -100,6 +100,16 @@ class StopAfter(Callback):
             raise Interrupt
 
 
+class StartEpoch(Callback):
+    """Records the epoch each fit starts at (> 0: resumed from a checkpoint)."""
+
+    def __init__(self):
+        self.epochs = []
+
+    def on_fit_start(self, cfg, info):
+        self.epochs.append(info["start_epoch"])
+
+
 @pytest.mark.parametrize("recipe, workers, augment_on",
                          [("tort", 0, "cpu"), ("tort", 1, "cpu"), ("tort", 1, "device"), ("sota", 1, "cpu"),
                           ("sota", 0, "device")])
@@ -108,14 +118,9 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tm
     full = fit(cfg, tmp_path / "full")
     with pytest.raises(Interrupt):
         fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])
-    seen = []
-
-    class Seen(Callback):
-        def on_fit_start(self, cfg, info):
-            seen.append(info["start_epoch"])
-
-    resumed = fit(cfg, tmp_path / "cut", callbacks=[Seen()])
-    assert seen == [2]  # it continued after epoch 2 instead of starting over
+    start = StartEpoch()
+    resumed = fit(cfg, tmp_path / "cut", callbacks=[start])
+    assert start.epochs == [2]  # it continued after epoch 2 instead of starting over
     assert _metrics(resumed.records) == _metrics(full.records)
     assert resumed.records[-1]["epoch"] == cfg.total_epochs
 
@@ -132,14 +137,9 @@ def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and
     assert written == [False, True, False, True]
     with pytest.raises(Interrupt):
         fit(cfg, tmp_path / "cut", callbacks=[StopAfter(3)])
-    seen = []
-
-    class Seen(Callback):
-        def on_fit_start(self, cfg, info):
-            seen.append(info["start_epoch"])
-
-    resumed = fit(cfg, tmp_path / "cut", callbacks=[Seen()])
-    assert seen == [2]  # epoch 3 had no checkpoint: it is computed again
+    start = StartEpoch()
+    resumed = fit(cfg, tmp_path / "cut", callbacks=[start])
+    assert start.epochs == [2]  # epoch 3 had no checkpoint: it is computed again
     assert _metrics(resumed.records) == _metrics(full.records)
     assert cfg.content_hash() == tiny_cfg(epochs=3).content_hash()  # where resume points fall is not the experiment
 
