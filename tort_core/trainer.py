@@ -133,11 +133,9 @@ def _loader(ds: Dataset, cfg: RunConfig, device: torch.device, **kw) -> DataLoad
 def augmentation(recipe, cfg: RunConfig, device: torch.device) -> Augmentation:
     """The recipe's training augmentation for this run: split with the device (views.augment_on)
     or all in the loader workers."""
-    split = recipe.device_augmentation(cfg)
     on_device = cfg.views.augment_on == "device" or (cfg.views.augment_on == "auto" and device.type == "cuda")
-    if on_device and split is not None:
-        return split
-    return Augmentation(recipe.train_transform(cfg))
+    split = recipe.device_augmentation(cfg) if on_device else None
+    return split if split is not None else Augmentation(recipe.train_transform(cfg))
 
 
 def resolve_device(name: str) -> torch.device:
