@@ -815,20 +815,17 @@ def render(env: dict[str, Any], rows: list[Row], breakdown: list[dict[str, Any]]
                       "n/a" if r.tflops is None else f"{r.tflops:.3g}", "n/a" if r.mfu is None else f"{100 * r.mfu:.1f}%", _fmt(r.peak_mem_mb, 0),
                       _fmt(r.seconds, 2), r.note)
     console.print(table)
-    if breakdown:
-        parts = Table(title="pipeline cost per image, one thread")
-        for col in ("recipe", "part", "CPU ms/image", "share"):
-            parts.add_column(col, justify="left" if col in ("recipe", "part") else "right")
-        for b in breakdown:
-            parts.add_row(b["recipe"], b["part"], f"{b['ms_per_image']:.2f}", f"{100 * b['share']:.0f}%")
-        console.print(parts)
-    if breakdown_ops:
-        ops = Table(title="pipeline cost per image by operation (all views), one thread")
-        for col in ("recipe", "operation", "CPU ms/image", "share"):
-            ops.add_column(col, justify="left" if col in ("recipe", "operation") else "right")
-        for b in breakdown_ops:
-            ops.add_row(b["recipe"], b["op"], f"{b['ms_per_image']:.2f}", f"{100 * b['share']:.0f}%")
-        console.print(ops)
+    for rows_, key, column, title in (
+            (breakdown, "part", "part", "pipeline cost per image, one thread"),
+            (breakdown_ops, "op", "operation", "pipeline cost per image by operation (all views), one thread")):
+        if not rows_:
+            continue
+        costs = Table(title=title)
+        for col in ("recipe", column, "CPU ms/image", "share"):
+            costs.add_column(col, justify="left" if col in ("recipe", column) else "right")
+        for b in rows_:
+            costs.add_row(b["recipe"], b[key], f"{b['ms_per_image']:.2f}", f"{100 * b['share']:.0f}%")
+        console.print(costs)
     for recipe, a in analyses.items():
         flops = "n/a" if a.flops_per_step is None else f"{a.flops_per_step / 1e9:,.1f} GFLOP per step"
         console.print(f"{recipe}: {flops}; host syncs per step: {len(a.syncs)}"
