@@ -422,8 +422,9 @@ def bench_device_half(cfg: RunConfig, data: DatasetPair, device: torch.device, r
     _sync(device)
     dt = time.perf_counter() - t0
     n = repeats * len(batches) * b
-    what = (f"× {3 + cfg.views.n_local} views: crop, flip, jitter, grayscale, blur, solarise, normalise, erase"
-            if cfg.recipe == "tort" else ": normalise")
+    what = {"DeviceViews": f"× {3 + cfg.views.n_local} views: crop, flip, jitter, grayscale, blur, solarise, "
+                           "normalise, erase",
+            "DeviceSupervised": ": crop, flip, RandAugment, normalise"}.get(type(device_half).__name__, ": normalise")
     return Row(cfg.recipe, "pipeline", f"device half on {device.type}", b, n / dt, seconds=dt,
                note=f"{n} images {what} ({1e3 * dt / (n / b):.2f} ms per batch)",
                extra={"images": n, "ms_per_batch": 1e3 * dt / (n / b)})

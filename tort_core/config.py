@@ -90,7 +90,8 @@ class ViewsConfig(_Section):
     augment_on: Literal["auto", "cpu", "device"] = Field(
         "auto", description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
         "(tort: workers decode and draw, crops, jitter, blur, solarise and erase run batched on the training device "
-        "with the same random draws; sota: workers stop at uint8, the device normalises), auto (device on CUDA)"
+        "with the same random draws; sota: workers decode and make timm's draws, crop, flip, RandAugment and "
+        "normalisation run on the device), auto (device on CUDA)"
     )
 
     @field_validator("global_scale", "local_scale")

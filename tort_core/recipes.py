@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
+from .device_randaugment import device_split
 from .device_views import DeviceNormalize, DeviceViews, MultiCropDraws, pad_collate
 from .errors import ConfigError
 from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_PROJ, STUDENT_REGION, TEACHER_DENSE,
@@ -280,7 +281,12 @@ class SotaRecipe(Recipe):
         return supervised_transform(cfg.views.global_size, cfg.aug)
 
     def device_augmentation(self, cfg: RunConfig) -> Augmentation:
-        return Augmentation(supervised_transform(cfg.views.global_size, cfg.aug, uint8=True), None, DeviceNormalize())
+        transform = supervised_transform(cfg.views.global_size, cfg.aug, uint8=True)
+        split = device_split(transform, compile=cfg.compile)
+        if split is None:  # a policy with an op that has no device version: only normalising moves
+            return Augmentation(transform, None, DeviceNormalize())
+        draws, on_device = split
+        return Augmentation(draws, pad_collate, on_device)
 
     def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
         return SupervisedSystem(cfg, num_classes)
