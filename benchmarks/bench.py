@@ -58,6 +58,7 @@ from torchvision import transforms as T
 
 from tort_core.config import RunConfig, build_config, parse_sets
 from tort_core.data import DatasetPair, load_dataset
+from tort_core.device_views import DeviceNormalize
 from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
@@ -508,7 +509,9 @@ def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None,
     recipe = RECIPES.get(cfg.recipe)()
     augment = "n/a"  # the recipe has one path only
     if recipe.device_augmentation(cfg) is not None:
-        augment = "device" if augmentation(recipe, cfg, resolve_device(cfg.device)).on_device else "cpu"
+        on_device = augmentation(recipe, cfg, resolve_device(cfg.device)).on_device
+        augment = ("cpu" if on_device is None else
+                   "cpu, normalised on the device" if isinstance(on_device, DeviceNormalize) else "device")
     note = (f"{steps} steps/epoch, {cfg.data.num_workers} workers, views augmented on {augment}; "
             f"epoch 1 {cold['samples_per_s']:.1f}/s; "
             f"fit {wall:.1f} s incl. build and eval")
@@ -893,14 +896,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cores = env["cores"] or 1
             workers = ([int(w) for w in args.workers.split(",")] if args.workers
                        else sorted({0, cores}) if not args.tiny else [0, 1])
-            split = RECIPES.get(recipe)().device_augmentation(cfg)
+            # The pipeline compares both places, whatever `auto` would pick for this run.
+            dcfg = cfg.model_copy(update={"views": cfg.views.model_copy(update={"augment_on": "device"})})
+            split = RECIPES.get(recipe)().device_augmentation(dcfg)
             if split is None:
                 rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
             else:  # both places augmentation can run: all on the CPU, or the workers' half of `device`
                 rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, label="cpu views, "))
                 rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, transform=split.transform,
                                            label="device views (worker half), ", collate=split.collate))
-                rows.append(bench_device_half(cfg, data, device, repeats=2 if args.tiny else 10))
+                rows.append(bench_device_half(dcfg, data, device, repeats=2 if args.tiny else 10))
             if args.breakdown_images:
                 part_rows, op_rows = pipeline_breakdown(cfg, data, args.breakdown_images)
                 breakdown.extend(part_rows)

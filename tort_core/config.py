@@ -91,7 +91,8 @@ class ViewsConfig(_Section):
         "auto", description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
         "(tort: workers decode and draw, crops, jitter, blur, solarise and erase run batched on the training device "
         "with the same random draws; sota: workers decode and make timm's draws, crop, flip, RandAugment and "
-        "normalisation run on the device), auto (device on CUDA)"
+        "normalisation run on the device), auto (device on CUDA; for sota only with compile=true, else its "
+        "workers keep RandAugment and the device normalises)"
     )
 
     @field_validator("global_scale", "local_scale")

@@ -111,7 +111,7 @@ def _seeded(transform, image, seed):
 
 @pytest.fixture(scope="module")
 def sota():
-    cfg = build_config("sota", "thesis")
+    cfg = build_config("sota", "thesis", overrides={"views.augment_on": "device"})
     recipe = RECIPES.get("sota")()
     return recipe.train_transform(cfg), recipe.device_augmentation(cfg)
 
@@ -158,7 +158,8 @@ def _statistics(image: torch.Tensor) -> list[float]:
 
 
 def _sample(path: str, randaugment: str, photos, seeds) -> np.ndarray:
-    cfg = build_config("sota", "thesis", overrides={"views.global_size": 48, "aug.randaugment": randaugment})
+    cfg = build_config("sota", "thesis", overrides={"views.global_size": 48, "aug.randaugment": randaugment,
+                                                     "views.augment_on": "device"})
     recipe = RECIPES.get("sota")()
     if path == "cpu":
         transform = recipe.train_transform(cfg)
@@ -195,16 +196,26 @@ def test_the_statistics_test_notices_a_changed_randaugment(photos, cpu_stats):
 # Wiring
 
 def test_a_policy_with_an_op_without_a_device_version_keeps_randaugment_in_the_workers():
-    cfg = build_config("sota", "thesis", overrides={"aug.randaugment": "rand-m9-mstd0.5-t3a"})  # has GaussianBlur
+    cfg = build_config("sota", "thesis", overrides={"aug.randaugment": "rand-m9-mstd0.5-t3a",  # has GaussianBlur
+                                                     "views.augment_on": "device"})
     split = RECIPES.get("sota")().device_augmentation(cfg)
     assert isinstance(split.on_device, DeviceNormalize) and split.collate is None
 
 
 def test_without_randaugment_timms_colour_jitter_stays_in_the_workers():
     """timm adds ColorJitter(0.4) where no auto-augment policy is given; it has no device version here."""
-    cfg = build_config("sota", "thesis", overrides={"aug.randaugment": None})
+    cfg = build_config("sota", "thesis", overrides={"aug.randaugment": None, "views.augment_on": "device"})
     split = RECIPES.get("sota")().device_augmentation(cfg)
     assert "ColorJitter" in repr(split.transform) and isinstance(split.on_device, DeviceNormalize)
+
+
+@pytest.mark.parametrize("augment_on, compile, moved", [("device", False, True), ("device", True, True),
+                                                        ("auto", True, True), ("auto", False, False)])
+def test_randaugment_moves_where_asked_and_by_default_only_into_compiled_runs(augment_on, compile, moved):
+    cfg = build_config("sota", "thesis", overrides={"views.augment_on": augment_on, "compile": compile})
+    split = RECIPES.get("sota")().device_augmentation(cfg)
+    assert isinstance(split.on_device, D.DeviceSupervised if moved else DeviceNormalize)
+    assert isinstance(split.transform, D.SupervisedDraws) == moved
 
 
 def test_the_device_half_runs_without_host_syncs_or_data_dependent_shapes():
