@@ -62,7 +62,7 @@ from tort_core.device_views import DeviceNormalize
 from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
-from tort_core.trainer import (EpochSampler, SeededViews, _peak_memory_mb, _to_device, augmentation,
+from tort_core.trainer import (SeededViews, epoch_order, _peak_memory_mb, _to_device, augmentation,
                                build_optimizer, build_scheduler, fit, resolve_device, train_step)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
 
@@ -333,13 +333,12 @@ class _Keys(Sampler):
         return self.n
 
     def __iter__(self):
-        sampler, produced = EpochSampler(self.size, self.seed), 0
+        produced = 0
         for epoch in count():
-            sampler.set_epoch(epoch)
-            for key in sampler:
+            for index in epoch_order(self.size, self.seed, epoch):
                 if produced == self.n:
                     return
-                yield key
+                yield epoch, index
                 produced += 1
 
 

@@ -144,8 +144,9 @@ def device_split(transform, compile: bool = False) -> tuple[SupervisedDraws, Dev
 # CPU half
 
 class SupervisedDraws:
-    """PIL image → (uint8 image [H, W, 3], params [row]): the decoded image and every draw of
-    timm's crop, flip and RandAugment, made by timm's own objects in their order."""
+    """PIL image → (uint8 crop box [h, w, 3], params [row]): the decoded pixels of the drawn crop
+    box and every draw of timm's crop, flip and RandAugment, made by timm's own objects in their
+    order."""
 
     def __init__(self, crop: RandomResizedCropAndInterpolation, flip: T.RandomHorizontalFlip | None,
                  augment: taa.RandAugment | None, size: int):
@@ -163,14 +164,16 @@ class SupervisedDraws:
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         if image.mode != "RGB":
             image = image.convert("RGB")
-        row = [float(v) for v in self.crop.get_params(image, self.crop.scale, self.crop.ratio)]
-        row.append(float(self.flip is not None and torch.rand(1) < self.flip.p))  # RandomHorizontalFlip's test
+        top, left, height, width = self.crop.get_params(image, self.crop.scale, self.crop.ratio)
+        flip = float(self.flip is not None and torch.rand(1) < self.flip.p)  # RandomHorizontalFlip's test
         rec = _Recording(self.size, self.layers)
         if self.augment is not None:
             self.augment(rec)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+        # Only the crop box travels: the resize reads no pixel outside it (about half the bytes to
+        # copy, pad and ship on average).
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8)[top:top + height, left:left + width].copy())
         # float64: the affine matrices must reach the device as Pillow computes them (in doubles).
-        return pixels, torch.tensor(row + rec.row, dtype=torch.float64)
+        return pixels, torch.tensor([0.0, 0.0, float(height), float(width), flip] + rec.row, dtype=torch.float64)
 
 
 # ---------------------------------------------------------------------------------------------

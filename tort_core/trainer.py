@@ -12,6 +12,7 @@ checkpoint continues exactly like an uninterrupted one, with or without loader w
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import random
@@ -83,21 +84,36 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class EpochSampler(Sampler):
-    """Shuffles per (seed, epoch) and yields (epoch, index) so workers know the epoch."""
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The order in which an epoch visits the n training images: a shuffle per (seed, epoch)."""
+    g = torch.Generator().manual_seed(_mix(seed, epoch, 1))
+    return torch.randperm(n, generator=g).tolist()
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+class EpochBatches(Sampler):
+    """Batches of (epoch, index) keys for epochs `start`…`end` − 1, in one pass: each epoch its own
+    shuffle (`epoch_order`), cut into full batches (the remainder dropped).
+
+    One loader iterator spans all the epochs, so the workers run on into the next epoch while the
+    trainer evaluates and checkpoints, instead of starting cold after every epoch (on a small
+    dataset's few-step epochs that restart costs a batch's worth of augmentation each time)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0, end: int = 1):
+        self.n, self.batch_size, self.seed, self.start, self.end = n, batch_size, seed, start, end
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch_size
 
     def __len__(self) -> int:
-        return self.n
+        return self.steps_per_epoch * max(0, self.end - self.start)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, 1))
-        return iter([(self.epoch, int(i)) for i in torch.randperm(self.n, generator=g)])
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        b = self.batch_size
+        for epoch in range(self.start, self.end):
+            order = epoch_order(self.n, self.seed, epoch)
+            for step in range(self.steps_per_epoch):
+                yield [(epoch, i) for i in order[step * b:(step + 1) * b]]
 
 
 class SeededViews(Dataset):
@@ -236,10 +252,8 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     if len(train_ds) < cfg.batch_size:
         raise ConfigError(f"batch_size: {cfg.batch_size} exceeds the {len(train_ds)} training images of "
                           f"'{cfg.data.dataset}'")
-    sampler = EpochSampler(len(train_ds), cfg.seed)
-    train_loader = _loader(train_ds, cfg, device, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
-                           collate_fn=augment.collate)
-    steps_per_epoch = len(train_loader)
+    batches = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed)
+    steps_per_epoch = batches.steps_per_epoch
     eval_tf = eval_transform(cfg.views.global_size, cfg.views.eval_crop_pct)
     bank_loader = _loader(Transformed(data.train, eval_tf), cfg, device, batch_size=cfg.data.eval_batch_size)
     test_loader = _loader(Transformed(data.test, eval_tf), cfg, device, batch_size=cfg.data.eval_batch_size)
@@ -273,11 +287,14 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
         cb.on_fit_start(cfg, info)
 
     result = RunResult("completed", records, run_dir=run_dir, config_id=config_id)
+    batches.start, batches.end = start_epoch, cfg.total_epochs
+    train_loader = _loader(train_ds, cfg, device, batch_sampler=batches, collate_fn=augment.collate)
+    stream = iter(train_loader) if start_epoch < cfg.total_epochs else iter(())
     try:
         for epoch in range(start_epoch, cfg.total_epochs):
-            record = _train_epoch(cfg, system, optimizer, scheduler, train_loader, sampler, clip_params, epoch,
-                                  global_step, total_steps, data.num_classes, device, autocast, callbacks,
-                                  augment.on_device)
+            record = _train_epoch(cfg, system, optimizer, scheduler, itertools.islice(stream, steps_per_epoch),
+                                  steps_per_epoch, clip_params, epoch, global_step, total_steps, data.num_classes,
+                                  device, autocast, callbacks, augment.on_device)
             global_step += steps_per_epoch
             if hasattr(optimizer, "sync_lookahead"):
                 optimizer.sync_lookahead()  # evaluate (and checkpoint) the slow weights
@@ -307,10 +324,9 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     return result
 
 
-def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params, epoch, global_step,
+def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params, epoch, global_step,
                  total_steps, num_classes, device, autocast, callbacks, device_augment=None) -> dict[str, float]:
     seed_all(_mix(cfg.seed, epoch, 3))
-    sampler.set_epoch(epoch)
     system.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -319,7 +335,7 @@ def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params
     lr = optimizer.param_groups[0]["lr"]
     images, n_steps = 0, 0
     t0 = time.perf_counter()
-    for i, batch in enumerate(loader):
+    for i, batch in enumerate(batches):
         batch = _to_device(batch, device)
         if device_augment is not None:
             batch = device_augment(batch)
@@ -336,7 +352,7 @@ def _train_epoch(cfg, system, optimizer, scheduler, loader, sampler, clip_params
         if (i + 1) % cfg.finite_check_every == 0:
             _check_finite(sums, epoch, global_step + i)
         for cb in callbacks:
-            cb.on_step_end(epoch, i, len(loader))
+            cb.on_step_end(epoch, i, steps)
     train_seconds = time.perf_counter() - t0
     means = {k: v / max(n_steps, 1) for k, v in sums.items()}
     _check_finite(means, epoch, global_step + n_steps - 1)

@@ -124,8 +124,9 @@ def test_the_worker_half_makes_exactly_timms_draws(photos, sota):
         _, after_cpu = _seeded(cpu, photos[seed % 2], seed)
         (image, row), after_worker = _seeded(split.transform, photos[seed % 2], seed)
         assert after_worker == after_cpu  # same number and kind of draws, from the same generators
-        assert image.dtype == torch.uint8 and image.shape == (427, 640, 3)
         assert row.dtype == torch.float64 and row.shape == (D._row_width(2),)
+        top, left, height, width = row[D.CROP].tolist()
+        assert top == left == 0 and image.dtype == torch.uint8 and image.shape == (height, width, 3)  # the box alone
         layers_seen.add(int((row[D.LAYER0::D.LAYER_WIDTH] >= 0).sum()))
     assert layers_seen == {0, 1, 2}  # each of the two layers is applied with probability ½
 

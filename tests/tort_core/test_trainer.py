@@ -9,7 +9,7 @@ import torch
 from tort_core.config import build_config
 from tort_core.losses import CLASS_LOGITS, LossContext
 from tort_core.recipes import TortSystem
-from tort_core.trainer import Callback, build_optimizer, build_scheduler, fit
+from tort_core.trainer import Callback, EpochBatches, build_optimizer, build_scheduler, epoch_order, fit
 
 TIMING = {"epoch_seconds", "train_seconds", "eval_seconds", "samples_per_s", "peak_mem_mb"}
 
@@ -85,6 +85,35 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_cfg):
     for key in ("loss", "loss_distill", "loss_supervised", "loss_rotation", "lr", "momentum", "test_top1",
                 "knn_top1", "teacher_entropy", "epoch_seconds", "samples_per_s", "peak_mem_mb"):
         assert math.isfinite(a.records[-1][key]), key
+
+
+def test_each_epoch_is_its_own_shuffle_cut_into_full_batches():
+    batches = list(EpochBatches(10, 3, seed=7, start=2, end=5))
+    assert len(batches) == len(EpochBatches(10, 3, seed=7, start=2, end=5)) == 3 * 3  # 10 // 3 steps, 3 epochs
+    for k, epoch in enumerate(range(2, 5)):
+        keys = [key for batch in batches[3 * k:3 * k + 3] for key in batch]
+        assert keys == [(epoch, i) for i in epoch_order(10, 7, epoch)[:9]]  # the remainder is dropped
+    assert epoch_order(10, 7, 2) != epoch_order(10, 7, 3) and epoch_order(10, 7, 2) != epoch_order(10, 8, 2)
+
+
+def test_one_loader_pass_spans_all_epochs_so_workers_never_restart_cold(tiny_cfg, monkeypatch):
+    """The workers prefetch across the epoch boundary (while the trainer evaluates) instead of
+    being sent a new epoch after it; what each step sees is unchanged."""
+    drawn = []  # (pass, epoch) of each batch handed to the loader
+    real_iter = EpochBatches.__iter__
+
+    def recording_iter(self):
+        this_pass = object()
+        for batch in real_iter(self):
+            drawn.append((this_pass, batch[0][0]))
+            yield batch
+
+    monkeypatch.setattr(EpochBatches, "__iter__", recording_iter)
+    cfg = tiny_cfg(epochs=2, **{"data.num_workers": 1})
+    result = fit(cfg)
+    assert result.status == "completed" and len(result.records) == 3  # 2 epochs + 1 cool-down
+    assert len({p for p, _ in drawn}) == 1  # one pass...
+    assert sorted({e for _, e in drawn}) == [0, 1, 2]  # ...through every epoch
 
 
 class Interrupt(Exception):

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU rows of README's performance section, in phases that each fit a 10-minute slot on a
+# lent GPU machine (or run them all on your own GPU):
+#
+#   bash benchmarks/gpu_figures.sh step|e2e|pipeline|all [DATA_ROOT]
+#
+# DATA_ROOT is an ImageFolder dataset (default .data/flowers17: copy ../shared/data/flowers17 there).
+# Each phase writes bench-<phase>.json under $OUT (default results/bench) and prints its table.
+# Where pydantic is missing (the lent machine has torch, timm, pandas, typer but no pydantic and no
+# package index), the wheels in .devwheels/ are installed into .devsite/ first; carry only the
+# pydantic ones to stay under the 64 MiB that travels with the tree:
+#   mkdir -p .devwheels-min && cp .devwheels/{pydantic,annotated_types,typing_inspection,typing_extensions}*.whl .devwheels-min/
+#   (WHEELS=.devwheels-min; .devwheels-min and .data in `carry`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+phase=${1:-all}
+data=${2:-.data/flowers17}
+out=${OUT:-results/bench}
+wheels=${WHEELS:-.devwheels}
+mkdir -p "$out"
+if ! python3 -c "import pydantic" 2>/dev/null; then
+  if ! ls "$wheels"/*.whl > /dev/null 2>&1; then
+    echo "error: pydantic is not installed and $wheels/ holds no wheels; see the header of $0" >&2
+    exit 2
+  fi
+  python3 -m pip install -q --no-index --no-deps --no-compile --target .devsite "$wheels"/*.whl
+  export PYTHONPATH=$PWD/.devsite${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if [ ! -d "$data" ]; then
+  echo "error: dataset root '$data' does not exist; pass an ImageFolder root as the second argument" >&2
+  exit 2
+fi
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null || true
+common=(--profile thesis --device cuda --dataset imagefolder --data-root "$data")
+run() {  # one phase: its modes, then a JSON named after it
+  echo "== $1 ($(date -u +%H:%M:%S))"
+  python3 benchmarks/bench.py "${common[@]}" --mode "$2" "${@:3}" --json "$out/bench-$1.json"
+}
+case $phase in
+  step) run step step,syncs --compile both ;;
+  e2e) run e2e e2e --compile both ;;
+  pipeline) run pipeline pipeline --workers "0,4,8,$(nproc)" --images 512 ;;
+  all) for p in step e2e pipeline; do bash "$0" "$p" "$data"; done ;;
+  *) echo "error: phase '$phase': use step, e2e, pipeline or all" >&2; exit 2 ;;
+esac
