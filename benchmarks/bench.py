@@ -512,10 +512,12 @@ def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None,
         augment = ("cpu" if on_device is None else
                    "cpu, normalised on the device" if isinstance(on_device, DeviceNormalize) else "device")
     note = (f"{steps} steps/epoch, {cfg.data.num_workers} workers, views augmented on {augment}; "
+            f"waited {100 * warm['data_wait_seconds'] / warm['train_seconds']:.0f}% of it for data; "
             f"epoch 1 {cold['samples_per_s']:.1f}/s; "
             f"fit {wall:.1f} s incl. build and eval")
     return Row(cfg.recipe, "e2e", variant, b, rate, None, tflops, mfu, warm["peak_mem_mb"], warm["train_seconds"],
                note, {"steps": steps, "cold_samples_per_s": cold["samples_per_s"], "fit_seconds": wall,
+                      "data_wait_seconds": warm["data_wait_seconds"],
                       "workers": cfg.data.num_workers, "augment_on": augment})
 
 

@@ -38,6 +38,9 @@ from .recipes import RECIPES, Augmentation, TrainingSystem
 from .views import eval_transform
 
 CHECKPOINT = "checkpoint.pt"
+# Record keys that measure the machine and the process (speed, memory), not what the run computed.
+MACHINE_METRICS = frozenset({"train_seconds", "data_wait_seconds", "eval_seconds", "epoch_seconds", "samples_per_s",
+                             "peak_mem_mb"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,9 +336,15 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
     sums: dict[str, torch.Tensor] = {}
     extra: dict[str, float] = {}
     lr = optimizer.param_groups[0]["lr"]
-    images, n_steps = 0, 0
+    images, n_steps, data_wait = 0, 0, 0.0
+    stream = iter(batches)
     t0 = time.perf_counter()
-    for i, batch in enumerate(batches):
+    for i in itertools.count():
+        t_wait = time.perf_counter()
+        batch = next(stream, None)
+        data_wait += time.perf_counter() - t_wait
+        if batch is None:
+            break
         batch = _to_device(batch, device)
         if device_augment is not None:
             batch = device_augment(batch)
@@ -353,6 +362,8 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
             _check_finite(sums, epoch, global_step + i)
         for cb in callbacks:
             cb.on_step_end(epoch, i, steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the host runs ahead of the GPU: count the steps it queued
     train_seconds = time.perf_counter() - t0
     means = {k: v / max(n_steps, 1) for k, v in sums.items()}
     _check_finite(means, epoch, global_step + n_steps - 1)
@@ -363,6 +374,8 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
         "epoch": epoch + 1, "step": global_step + n_steps, "lr": lr,
         "teacher_temp": teacher_temperature(epoch, cfg.loss), **extra,
         "train_seconds": train_seconds, "samples_per_s": images / max(train_seconds, 1e-9),
+        # The loop waiting for the loader: an upper bound on the device's idle time for want of data.
+        "data_wait_seconds": data_wait,
     })
     return record
 

@@ -24,6 +24,7 @@ import yaml
 
 from tort_core.results import load_epochs, load_members, load_trials
 from tort_core.sweep.runner import plan_sweep
+from tort_core.trainer import MACHINE_METRICS
 
 TORT = str(Path(sys.executable).with_name("tort"))
 
@@ -163,10 +164,6 @@ def test_a_killed_driver_resumes_only_the_missing_trials(ray_address, tmp_path, 
     assert len(members) == 2 and json.loads(members["axes"].iloc[0]) == {"loss.teacher_temp": 0.04}
 
 
-# Metrics of an epoch that depend on the machine's speed or the process's history, not on the run.
-_MACHINE_METRICS = {"train_seconds", "eval_seconds", "epoch_seconds", "samples_per_s", "peak_mem_mb"}
-
-
 def test_a_reused_worker_computes_what_a_fresh_one_does(ray_address, tmp_path):
     """Tune runs the next trial in the same worker process (reuse_actors): torch is not imported
     again and the dataset comes from the process's cache, but the trial's numbers are exactly
@@ -193,7 +190,7 @@ def test_a_reused_worker_computes_what_a_fresh_one_does(ray_address, tmp_path):
     tid = second.loc["tort", "trial_id"]
     a, b = [(e := load_epochs(tmp_path / d))[e["trial_id"] == tid].set_index("epoch") for d in ("a", "b")]
     metrics = [c for c in a.columns if c in set(b.columns)
-               and c not in _MACHINE_METRICS and pd.api.types.is_numeric_dtype(a[c])
+               and c not in MACHINE_METRICS and pd.api.types.is_numeric_dtype(a[c])
                and (c.startswith(("loss", "test_", "knn_", "train_top1", "teacher_")) or c in ("lr", "momentum", "grad_norm", "step"))]
     assert {"loss", "loss_distill", "test_top1", "knn_top1", "lr", "grad_norm"} <= set(metrics)
     pd.testing.assert_frame_equal(a[metrics], b[metrics], check_exact=True)

@@ -9,9 +9,8 @@ import torch
 from tort_core.config import build_config
 from tort_core.losses import CLASS_LOGITS, LossContext
 from tort_core.recipes import TortSystem
-from tort_core.trainer import Callback, EpochBatches, build_optimizer, build_scheduler, epoch_order, fit
-
-TIMING = {"epoch_seconds", "train_seconds", "eval_seconds", "samples_per_s", "peak_mem_mb"}
+from tort_core.trainer import (MACHINE_METRICS, Callback, EpochBatches, build_optimizer, build_scheduler, epoch_order,
+                               fit)
 
 
 def _lr_at(scheduler, optimizer, step):
@@ -72,7 +71,7 @@ def test_each_loss_subset_trains_a_step_and_only_its_heads_get_gradients(tiny_cf
 
 
 def _metrics(records):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+    return [{k: v for k, v in r.items() if k not in MACHINE_METRICS} for r in records]
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_cfg):
@@ -83,8 +82,9 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_cfg):
     assert _metrics(a.records) == _metrics(b.records)
     assert _metrics(a.records) != _metrics(c.records)
     for key in ("loss", "loss_distill", "loss_supervised", "loss_rotation", "lr", "momentum", "test_top1",
-                "knn_top1", "teacher_entropy", "epoch_seconds", "samples_per_s", "peak_mem_mb"):
+                "knn_top1", "teacher_entropy", "epoch_seconds", "samples_per_s", "peak_mem_mb", "data_wait_seconds"):
         assert math.isfinite(a.records[-1][key]), key
+    assert all(0 <= r["data_wait_seconds"] <= r["train_seconds"] for r in a.records)
 
 
 def test_each_epoch_is_its_own_shuffle_cut_into_full_batches():
