@@ -9,7 +9,7 @@
 # Where pydantic is missing (the lent machine has torch, timm, pandas, typer but no pydantic and no
 # package index), the wheels in .devwheels/ are installed into .devsite/ first; carry only the
 # pydantic ones to stay under the 64 MiB that travels with the tree:
-#   mkdir -p .devwheels-min && cp .devwheels/{pydantic,annotated_types,typing_inspection,typing_extensions}*.whl .devwheels-min/
+#   mkdir -p .devwheels-min && cp .devwheels/{pydantic,annotated_types,typing_inspection}*.whl .devwheels-min/
 #   (WHEELS=.devwheels-min; .devwheels-min and .data in `carry`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
