@@ -39,8 +39,8 @@ from .views import eval_transform
 
 CHECKPOINT = "checkpoint.pt"
 # Record keys that measure the machine and the process (speed, memory), not what the run computed.
-MACHINE_METRICS = frozenset({"train_seconds", "data_wait_seconds", "eval_seconds", "epoch_seconds", "samples_per_s",
-                             "peak_mem_mb"})
+MACHINE_METRICS = frozenset({"train_seconds", "data_wait_seconds", "eval_seconds", "checkpoint_seconds",
+                             "epoch_seconds", "samples_per_s", "peak_mem_mb"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,6 +311,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
             records.append(record)
             checkpoint = ckpt_path if ckpt_path is not None and (
                 (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.total_epochs) else None
+            t_save = time.perf_counter()
             if checkpoint is not None:
                 save_checkpoint(checkpoint, {
                     "epoch": epoch, "global_step": global_step, "config_id": config_id,
@@ -318,6 +319,9 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(), "records": records,
                 })
+            # After the save, so the checkpoint's copy of this epoch's record lacks the two updates below.
+            record["checkpoint_seconds"] = time.perf_counter() - t_save if checkpoint is not None else 0.0
+            record["epoch_seconds"] += record["checkpoint_seconds"]
             for cb in callbacks:
                 cb.on_epoch_end(record, checkpoint)
     except TrainingFailed as err:

@@ -183,6 +183,14 @@ def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
     assert "losses.distill.center" in keys
 
 
+def test_each_epoch_records_what_its_checkpoint_cost(tiny_cfg, tmp_path):
+    records = fit(tiny_cfg(epochs=3, checkpoint_every=2), tmp_path).records  # checkpoints after epochs 2 and 4
+    written = [r["checkpoint_seconds"] > 0 for r in records]
+    assert written == [False, True, False, True]
+    for r in records:
+        assert r["epoch_seconds"] == pytest.approx(r["train_seconds"] + r["eval_seconds"] + r["checkpoint_seconds"])
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_cfg, tmp_path):
     from tort_core.errors import ConfigError
 
