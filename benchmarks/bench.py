@@ -425,7 +425,8 @@ def bench_device_half(cfg: RunConfig, data: DatasetPair, device: torch.device, r
     what = {"DeviceViews": f"× {3 + cfg.views.n_local} views: crop, flip, jitter, grayscale, blur, solarise, "
                            "normalise, erase",
             "DeviceSupervised": ": crop, flip, RandAugment, normalise"}.get(type(device_half).__name__, ": normalise")
-    return Row(cfg.recipe, "pipeline", f"device half on {device.type}", b, n / dt, seconds=dt,
+    variant = f"device half on {device.type}" + (", compiled" if cfg.compile else "")
+    return Row(cfg.recipe, "pipeline", variant, b, n / dt, seconds=dt,
                note=f"{n} images {what} ({1e3 * dt / (n / b):.2f} ms per batch)",
                extra={"images": n, "ms_per_batch": 1e3 * dt / (n / b)})
 
@@ -925,6 +926,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, transform=split.transform,
                                            label="device views (worker half), ", collate=split.collate))
                 rows.append(bench_device_half(dcfg, data, device, repeats=2 if args.tiny else 10))
+                if device.type == "cuda":  # compiled too (minutes of compilation on a CPU: not there)
+                    rows.append(bench_device_half(dcfg.model_copy(update={"compile": True}), data, device, repeats=10))
             if args.breakdown_images:
                 part_rows, op_rows = pipeline_breakdown(cfg, data, args.breakdown_images)
                 breakdown.extend(part_rows)
