@@ -194,8 +194,9 @@ class TeacherConfig(_Section):
 class AugConfig(_Section):
     """Augmentation of the single-view supervised pipeline (the sota recipe)."""
 
-    # Not timm's "-inc1" variant: at high sampled magnitudes it asks for 0-bit posterize, which
-    # Pillow ≥ 12 rejects mid-epoch.
+    # Not timm's "-inc1" variant (timm's train.py default), as earlier versions of tort could not run
+    # it: it asks for a 0-bit posterize at high magnitudes, which Pillow ≥ 12 rejects; it now runs
+    # (views.posterize_any_bits) but changing the default would change every sota trial id.
     randaugment: str | None = Field("rand-m9-mstd0.5", description="timm RandAugment string; null disables")
     mixup: float = Field(0.2, ge=0)
     cutmix: float = Field(0.0, ge=0)

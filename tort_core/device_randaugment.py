@@ -2,8 +2,8 @@
 
 timm's pipeline (`views.supervised_transform`) is RandomResizedCrop → horizontal flip →
 RandAugment (two ops per image out of fifteen, each applied with probability ½ at a jittered
-magnitude) on PIL images in the loader workers. With sources of a few hundred pixels that is
-≈ 8 ms of CPU per image, so 2,500 images/s would need 20+ cores. Here the split is:
+magnitude) on PIL images in the loader workers: 5–8 ms of CPU per image from sources of 160–500
+px, so 2,500 images/s would need 14–23 cores. Here the split is:
 
   CPU (DataLoader worker, `SupervisedDraws`): decode, and every random draw — timm's own
       objects make them, in their own order, with the PIL work replaced by a recorder — packed
@@ -11,13 +11,15 @@ magnitude) on PIL images in the loader workers. With sources of a few hundred pi
   device (`DeviceSupervised`, once per batch): the crop (`device_views.resized_crops`, PIL's
       antialiased bicubic weights), the flip, each image's RandAugment ops with PIL's arithmetic
       (look-up tables for the point ops, float32 blends truncated as Pillow's `Image.blend`,
-      affine warps with Pillow's bilinear/bicubic filters and fill colour), then normalisation.
+      affine warps with Pillow's bilinear/bicubic filters in float64 and its fill colour), then
+      normalisation.
       Every sample meets every op kind of a layer with fixed shapes and selects its own, so there
       are no host syncs and the whole half compiles as one graph.
 
-A seed therefore gives the same crop, flip, ops and magnitudes on both paths; the pixels agree up
-to rounding (`tests/tort_core/test_device_randaugment.py` compares per op against Pillow, per image
-against the CPU path, and in distribution). A RandAugment policy with an op not listed in
+A seed therefore gives the same crop, flip, ops and magnitudes on both paths, and from the same
+crop the same RandAugment output level for level; the crops themselves differ by a few levels
+where Pillow resamples vertically first (`tests/tort_core/test_device_randaugment.py` compares
+per op and per policy against Pillow and timm, per image against the CPU path, and in distribution). A RandAugment policy with an op not listed in
 `_RECORDED` (timm's blur ops) keeps RandAugment in the workers: `device_split` returns None.
 """
 
@@ -37,6 +39,7 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 from torchvision import transforms as T
 
 from .device_views import _imagenet_stats, resized_crops
+from .views import posterize_any_bits
 
 # Device op kinds. The first six are point ops (a 256-entry table per sample and channel), the next
 # four blends with a "degenerate" image, the last one an affine warp (matrix in the row).
@@ -60,7 +63,7 @@ def _row_width(layers: int) -> int:
 # timm's op functions → how each call is recorded: (kind, argument, affine matrix or None).
 def _affine_matrix(size: int, op: Callable, value: float) -> list[float]:
     if op is taa.rotate:  # as Image.rotate (no expand): about the centre, 15-digit trigonometry
-        a = -math.radians(value)
+        a = -math.radians(value % 360.0)  # Image.rotate reduces the angle first: other digits after rounding
         m = [round(math.cos(a), 15), round(math.sin(a), 15), 0.0, round(-math.sin(a), 15), round(math.cos(a), 15), 0.0]
         c = size / 2
         m[2] = m[0] * -c + m[1] * -c + c
@@ -74,7 +77,7 @@ def _affine_matrix(size: int, op: Callable, value: float) -> list[float]:
 
 
 _POINT = {taa.auto_contrast: AUTOCONTRAST, taa.equalize: EQUALIZE, taa.invert: INVERT, taa.posterize: POSTERIZE,
-          taa.solarize: SOLARIZE, taa.solarize_add: SOLARIZE_ADD}
+          posterize_any_bits: POSTERIZE, taa.solarize: SOLARIZE, taa.solarize_add: SOLARIZE_ADD}
 _BLEND = {taa.color: COLOR, taa.contrast: CONTRAST, taa.brightness: BRIGHTNESS, taa.sharpness: SHARPNESS}
 _WARP = (taa.rotate, taa.shear_x, taa.shear_y, taa.translate_x_rel, taa.translate_y_rel, taa.translate_x_abs,
          taa.translate_y_abs)
@@ -130,8 +133,13 @@ def device_split(transform, compile: bool = False) -> tuple[SupervisedDraws, Dev
         return None
     if any(type(s).__name__ not in ("MaybePILToTensor", "ToNumpy") for s in rest):
         return None
-    if augment is not None and any(op.aug_fn not in _RECORDED for op in augment.ops):
-        return None
+    if augment is not None:
+        filters = {Image.Resampling.BILINEAR, Image.Resampling.BICUBIC}
+        resample = [op.kwargs.get("resample") for op in augment.ops]
+        if (any(op.aug_fn not in _RECORDED for op in augment.ops)
+                or len({tuple(op.kwargs.get("fillcolor", ())) for op in augment.ops}) != 1
+                or not all(set(r if isinstance(r, (list, tuple)) else [r]) <= filters for r in resample)):
+            return None
     size = crop.size[0]
     if crop.size[0] != crop.size[1] or crop.interpolation != T.InterpolationMode.BICUBIC:
         return None
@@ -194,7 +202,8 @@ def point_tables(x: torch.Tensor, kind: torch.Tensor, arg: torch.Tensor) -> torc
     # AutoContrast (no cutoff): stretch each channel's [lowest, highest] level to [0, 255].
     lo = x.amin(dim=(2, 3)).to(torch.float64).unsqueeze(-1)
     hi = x.amax(dim=(2, 3)).to(torch.float64).unsqueeze(-1)
-    scale = 255.0 / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    # A tensor ÷ tensor: `255.0 / t` runs as 255 · (1/t), a unit in the last place off Python's 255 / t.
+    scale = torch.full_like(hi, 255.0) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
     stretched = torch.where(hi > lo, (levels * scale + (-lo * scale)).trunc().clamp(0, 255), levels)
     # Equalize: each channel's cumulative histogram, in ImageOps.equalize's integer steps.
     codes = x.reshape(n * 3, -1).long()
@@ -251,23 +260,22 @@ def blends(x: torch.Tensor, kind: torch.Tensor, factor: torch.Tensor) -> torch.T
     return torch.where((k >= COLOR) & (k <= SHARPNESS), out, x)
 
 
-def _weights(d: torch.Tensor, cubic: torch.Tensor) -> list[torch.Tensor]:
-    """The four taps' weights at offset d from tap 1: Pillow's affine-transform BILINEAR, or its
-    BICUBIC (Geometry.c's cubic, a = −1)."""
-    d2, d3 = d * d, d * d * d
-    zero = torch.zeros_like(d)
-    cubic_w = (-d + 2 * d2 - d3, 1 - 2 * d2 + d3, d + d2 - d3, -d2 + d3)
-    linear_w = (zero, 1 - d, d, zero)
-    return [torch.where(cubic, c, lin) for c, lin in zip(cubic_w, linear_w)]
+def _interpolate(v: list[torch.Tensor], d: torch.Tensor, cubic: torch.Tensor) -> torch.Tensor:
+    """Pillow's affine-transform filters (Geometry.c) at offset d past tap v[1] of four neighbours,
+    in its own float64 operations: BILINEAR v1 + (v2 − v1)·d, BICUBIC its nested a = −1 cubic.
+    The same operations matter: a value on a level must truncate to that level, as Pillow's does."""
+    v0, v1, v2, v3 = v
+    linear = v1 + (v2 - v1) * d
+    p2, p3, p4 = -v0 + v2, 2 * (v0 - v1) + v2 - v3, -v0 + v1 - v2 + v3
+    return torch.where(cubic, v1 + d * (p2 + d * (p3 + d * p4)), linear)
 
 
 def warp(x: torch.Tensor, matrix: torch.Tensor, bicubic: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
     """Image.transform(AFFINE) per sample, as Pillow: output pixel (i, j) samples the source at
-    matrix · (j + ½, i + ½) (float64, as Pillow); outside the source it is `fill`; inside, bilinear
-    (2×2) or bicubic (4×4) taps with indices clamped to the edge, then clipped and truncated.
-
-    Sums run in float32 as tap 1 plus weighted differences from it, so a flat region stays exactly
-    its level (a plain weighted sum would land just below it and truncate one level lower)."""
+    matrix · (j + ½, i + ½); outside the source it is `fill`; inside, bilinear (2×2) or bicubic
+    (4×4) taps with indices clamped to the edge, rows first, then clipped and truncated to a level.
+    All in float64, as Pillow (in float32 a level can truncate one lower, and a following
+    equalize can stretch that difference to many levels)."""
     n, c, h, w = x.shape
     m = matrix.to(torch.float64).view(n, 6, 1, 1)
     cols = torch.arange(w, device=x.device, dtype=torch.float64).view(1, 1, w) + 0.5
@@ -276,24 +284,17 @@ def warp(x: torch.Tensor, matrix: torch.Tensor, bicubic: torch.Tensor, fill: tor
     sy = m[:, 3] * cols + m[:, 4] * rows + m[:, 5]
     inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
     x0, y0 = (sx - 0.5).floor(), (sy - 0.5).floor()
-    cubic = (bicubic > 0).view(n, 1, 1)
-    wx = [v.to(x.dtype).unsqueeze(1) for v in _weights(sx - 0.5 - x0, cubic)]
-    wy = [v.to(x.dtype).unsqueeze(1) for v in _weights(sy - 0.5 - y0, cubic)]
+    dx, dy = (sx - 0.5 - x0).unsqueeze(1), (sy - 0.5 - y0).unsqueeze(1)
+    cubic = (bicubic > 0).view(n, 1, 1, 1)
     xi = [(x0 + t).clamp(0, w - 1).long() for t in (-1, 0, 1, 2)]
-    yi = [(y0 + t).clamp(0, h - 1).long() for t in (-1, 0, 1, 2)]
-    flat = x.reshape(n, c, h * w)
+    rows_at = [(y0 + t).clamp(0, h - 1).long() * w for t in (-1, 0, 1, 2)]
+    flat = x.to(torch.float64).reshape(n, c, h * w)
 
     def tap(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-        return flat.gather(2, (row * w + col).view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
+        return flat.gather(2, (row + col).view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
 
-    def combine(v: list[torch.Tensor], weights: list[torch.Tensor]) -> torch.Tensor:
-        out = v[1]
-        for i in (0, 2, 3):
-            out = out + weights[i] * (v[i] - v[1])
-        return out
-
-    across = [combine([tap(r, col) for col in xi], wx) for r in yi]
-    out = combine(across, wy).clamp(0, 255).trunc()
+    across = [_interpolate([tap(r, col) for col in xi], dx, cubic) for r in rows_at]
+    out = _interpolate(across, dy, cubic).clamp(0, 255).trunc().to(x.dtype)
     return torch.where(inside.unsqueeze(1), out, fill.view(1, 3, 1, 1).to(x.dtype))
 
 

@@ -282,8 +282,8 @@ class SotaRecipe(Recipe):
 
     def device_augmentation(self, cfg: RunConfig) -> Augmentation:
         transform = supervised_transform(cfg.views.global_size, cfg.aug, uint8=True)
-        # Eagerly, RandAugment's warps (16 taps per pixel, each its own kernels) write ≈ 13 GB per
-        # batch of 64 at 224 px (counted op by op on the meta device); compiled, they fuse. So `auto`
+        # Eagerly, RandAugment's warps (16 taps per pixel, each its own float64 kernels) write ≈ 23 GB
+        # per batch of 64 at 224 px (counted op by op on the meta device); compiled, they fuse. So `auto`
         # moves RandAugment only into a compiled run; `device` always does.
         full = cfg.views.augment_on == "device" or cfg.compile
         split = device_split(transform, compile=cfg.compile) if full else None

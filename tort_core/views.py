@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
@@ -110,17 +110,34 @@ def eval_transform(size: int, crop_pct: float) -> T.Compose:
     ])
 
 
+def posterize_any_bits(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize for every bit count its policies produce: keeping 0 bits gives black, as in
+    the TF implementation timm follows and in Pillow < 12, where Pillow ≥ 12 raises mid-epoch."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size, 0)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
 def supervised_transform(size: int, aug: AugConfig, uint8: bool = False):
     """The single-view pipeline of the sota recipe: timm's RandAugment training transform.
 
     uint8: stop before normalising (timm's prefetcher layout): the device normalises the batch."""
     from timm.data import create_transform
+    from timm.data.auto_augment import RandAugment, posterize
 
-    return create_transform(
+    transform = create_transform(
         input_size=size, is_training=True, scale=aug.scale, hflip=aug.hflip,
         auto_augment=aug.randaugment, interpolation="bicubic", re_prob=0.0,
         mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, use_prefetcher=uint8,
     )
+    for stage in getattr(transform, "transforms", []):
+        if isinstance(stage, RandAugment):
+            for op in stage.ops:
+                if op.aug_fn is posterize:
+                    op.aug_fn = posterize_any_bits
+    return transform
 
 
 # ---------------------------------------------------------------------------------------------
