@@ -60,8 +60,9 @@ def _row_width(layers: int) -> int:
     return LAYER0 + LAYER_WIDTH * layers
 
 
-# timm's op functions → how each call is recorded: (kind, argument, affine matrix or None).
 def _affine_matrix(size: int, op: Callable, value: float) -> list[float]:
+    """The affine data Pillow's Image.transform receives for timm's geometric op `op` at `value`
+    on a size × size image (output pixel centre → source coordinates)."""
     if op is taa.rotate:  # as Image.rotate (no expand): about the centre, 15-digit trigonometry
         a = -math.radians(value % 360.0)  # Image.rotate reduces the angle first: other digits after rounding
         m = [round(math.cos(a), 15), round(math.sin(a), 15), 0.0, round(-math.sin(a), 15), round(math.cos(a), 15), 0.0]
@@ -76,6 +77,7 @@ def _affine_matrix(size: int, op: Callable, value: float) -> list[float]:
     return [1.0, shear_x, pixels_x, shear_y, 1.0, pixels_y]
 
 
+# timm's op functions → the device op kind that replays them.
 _POINT = {taa.auto_contrast: AUTOCONTRAST, taa.equalize: EQUALIZE, taa.invert: INVERT, taa.posterize: POSTERIZE,
           posterize_any_bits: POSTERIZE, taa.solarize: SOLARIZE, taa.solarize_add: SOLARIZE_ADD}
 _BLEND = {taa.color: COLOR, taa.contrast: CONTRAST, taa.brightness: BRIGHTNESS, taa.sharpness: SHARPNESS}
