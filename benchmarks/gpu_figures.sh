@@ -2,7 +2,9 @@
 # The GPU rows of README's performance section, in phases that each fit a 10-minute slot on a
 # lent GPU machine (or run them all on your own GPU):
 #
-#   bash benchmarks/gpu_figures.sh step|e2e|pipeline|all [DATA_ROOT]
+#   bash benchmarks/gpu_figures.sh tests|step|e2e|pipeline|all [DATA_ROOT]
+#
+# `tests` first: tests/tort_core/test_cuda.py, what only a GPU can check (skipped elsewhere).
 #
 # DATA_ROOT is an ImageFolder dataset (default .data/flowers17: copy ../shared/data/flowers17 there).
 # Each phase writes bench-<phase>.json under $OUT (default results/bench) and prints its table.
@@ -27,7 +29,7 @@ if ! python3 -c "import pydantic" 2>/dev/null; then
   export PYTHONPATH=$PWD/.devsite${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if [ ! -d "$data" ]; then
+if [ "$phase" != tests ] && [ ! -d "$data" ]; then
   echo "error: dataset root '$data' does not exist; pass an ImageFolder root as the second argument" >&2
   exit 2
 fi
@@ -38,9 +40,10 @@ run() {  # one phase: its modes, then a JSON named after it
   python3 benchmarks/bench.py "${common[@]}" --mode "$2" "${@:3}" --json "$out/bench-$1.json"
 }
 case $phase in
+  tests) python3 -m pytest -q -p no:cacheprovider tests/tort_core/test_cuda.py ;;
   step) run step step,syncs --compile both ;;
   e2e) run e2e e2e --compile both ;;
   pipeline) run pipeline pipeline --workers "0,4,8,$(nproc)" --images 512 ;;
-  all) for p in step e2e pipeline; do bash "$0" "$p" "$data"; done ;;
-  *) echo "error: phase '$phase': use step, e2e, pipeline or all" >&2; exit 2 ;;
+  all) for p in tests step e2e pipeline; do bash "$0" "$p" "$data"; done ;;
+  *) echo "error: phase '$phase': use tests, step, e2e, pipeline or all" >&2; exit 2 ;;
 esac

@@ -1,0 +1,78 @@
+"""What only a GPU can check: the device halves and the trainer on CUDA. Skipped without one;
+on a lent GPU machine run them first: `python -m pytest -q tests/tort_core/test_cuda.py`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tort_core import device_randaugment as D
+from tort_core.config import build_config
+from tort_core.device_views import DeviceViews, MultiCropDraws, pad_collate
+from tort_core.trainer import MACHINE_METRICS, fit
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+FILL = (124, 116, 104)
+
+
+def _rows(n: int, g: torch.Generator) -> torch.Tensor:
+    """Every op kind in layer 1, shuffled in layer 2, each with a rotation-and-shift matrix."""
+    rows = torch.zeros(n, D._row_width(2), dtype=torch.float64)
+    rows[:, D.FLIP] = torch.arange(n) % 2
+    kinds = (torch.arange(n) % 12 - 1).double()
+    for layer, order in enumerate((kinds, kinds[torch.randperm(n, generator=g)])):
+        base = D.LAYER0 + layer * D.LAYER_WIDTH
+        rows[:, base + D.KIND] = order
+        rows[:, base + D.ARG] = torch.where(order < D.COLOR, torch.tensor(3.0, dtype=torch.float64), 1.4)
+        rows[:, base + D.BICUBIC] = torch.arange(n) % 2
+        rows[:, base + 3:base + 9] = torch.tensor(D._affine_matrix(64, D.taa.rotate, 17.3), dtype=torch.float64)
+    return rows
+
+
+def test_device_randaugment_on_cuda_is_the_cpu_arithmetic_eager_and_compiled():
+    g = torch.Generator().manual_seed(0)
+    n = 24
+    crops = torch.randint(0, 256, (n, 3, 64, 64), generator=g).float()
+    rows = _rows(n, g)
+    mean, std = torch.full((1, 3, 1, 1), 0.45), torch.full((1, 3, 1, 1), 0.25)
+    cpu = D.augment(crops, rows, 2, torch.tensor(FILL).float(), mean, std)
+    args = [t.cuda() for t in (crops, rows)] + [2] + [t.cuda() for t in (torch.tensor(FILL).float(), mean, std)]
+    eager = D.augment(*args).cpu()
+    torch.testing.assert_close(eager, cpu, atol=1e-6, rtol=0)
+    compiled = torch.compile(D.augment, dynamic=False, fullgraph=True)(*args).cpu()
+    # Fused multiply-adds may move a truncated level: allow one level (1/255/0.25 normalised) on few pixels.
+    diff = (compiled - eager).abs()
+    assert diff.max() <= 1 / 255 / 0.25 + 1e-6 and (diff > 1e-6).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_tort_device_views_on_cuda_match_the_cpu_device_path(compile):
+    """Same draws, same arithmetic up to the float16 crop products (exact for levels, rounded per pass)."""
+    from PIL import Image
+
+    cfg = build_config("tort", "thesis", overrides={"views.n_local": 2}).views
+    # Smooth structure at several scales (the GPU machine may lack scikit-learn's sample photos).
+    g = torch.Generator().manual_seed(1)
+    coarse = torch.rand(1, 3, 12, 16, generator=g) * 255
+    photo = Image.fromarray(torch.nn.functional.interpolate(coarse, size=(300, 400), mode="bicubic")
+                            .clamp(0, 255).round().byte()[0].permute(1, 2, 0).numpy())
+    torch.manual_seed(0)
+    batch = pad_collate([(MultiCropDraws(cfg)(photo), 0), (MultiCropDraws(cfg)(photo), 1)])
+    cpu_views, _ = DeviceViews(cfg)(batch)
+    cuda_batch = ((batch[0][0].cuda(), batch[0][1].cuda()), batch[1].cuda())
+    cuda_views, _ = DeviceViews(cfg, compile=compile)(cuda_batch)
+    for a, b in zip(cpu_views, cuda_views):
+        assert (a - b.cpu()).abs().mean() < 0.01  # normalised units: ≈ 0.6 grey levels
+
+
+@pytest.mark.parametrize("recipe", ["tort", "sota"])
+def test_a_tiny_run_trains_on_cuda_with_device_augmentation(tiny_cfg, recipe):
+    cfg = tiny_cfg(recipe, **{"device": "cuda", "views.augment_on": "device", "data.num_workers": 1})
+    result = fit(cfg)
+    assert result.status == "completed"
+    for r in result.records:
+        assert all(math.isfinite(r[k]) for k in MACHINE_METRICS if k in r)
+        assert 0 <= r["data_wait_seconds"] <= r["train_seconds"] and r["peak_mem_mb"] > 0
