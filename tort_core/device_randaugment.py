@@ -25,7 +25,6 @@ per op and per policy against Pillow and timm, per image against the CPU path, a
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +37,7 @@ from timm.data import auto_augment as taa
 from timm.data.transforms import RandomResizedCropAndInterpolation
 from torchvision import transforms as T
 
-from .device_views import _imagenet_stats, resized_crops
+from .device_views import _imagenet_stats, channel_constant, per_sample, resized_crops
 from .views import posterize_any_bits
 
 # Device op kinds. The first six are point ops (a 256-entry table per sample and channel), the next
@@ -190,10 +189,6 @@ class SupervisedDraws:
 # Device half: RandAugment's ops with Pillow's arithmetic, batched, on [N, 3, H, W] floats
 # holding uint8 levels (0…255)
 
-def _per_sample(v: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, 1, 1, 1)
-
-
 def point_tables(x: torch.Tensor, kind: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
     """[N, 3, 256] look-up tables (as float levels): each sample's point op, identity for others.
     Built in float64, as ImageOps computes them in Python."""
@@ -252,12 +247,12 @@ def smooth(x: torch.Tensor) -> torch.Tensor:
 def blends(x: torch.Tensor, kind: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """ImageEnhance's Color, Contrast, Brightness, Sharpness, each sample its own (others pass):
     Image.blend(degenerate, x, f) in float32 as Pillow, truncated to a level."""
-    k = _per_sample(kind)
+    k = per_sample(kind)
     gray = luma(x)
     mean = torch.floor(gray.to(torch.float64).mean(dim=(1, 2, 3), keepdim=True) + 0.5).to(x.dtype)
     degenerate = torch.where(k == COLOR, gray, torch.where(k == CONTRAST, mean, torch.where(
         k == SHARPNESS, smooth(x), torch.zeros_like(x))))
-    f = _per_sample(factor.to(x.dtype))
+    f = per_sample(factor.to(x.dtype))
     out = (degenerate + f * (x - degenerate)).clamp(0, 255).trunc()
     return torch.where((k >= COLOR) & (k <= SHARPNESS), out, x)
 
@@ -305,7 +300,7 @@ def rand_augment(x: torch.Tensor, params: torch.Tensor, layers: int, fill: torch
     for layer in range(layers):
         p = params[:, LAYER0 + layer * LAYER_WIDTH:LAYER0 + (layer + 1) * LAYER_WIDTH]
         kind, arg = p[:, KIND], p[:, ARG]
-        k = _per_sample(kind)
+        k = per_sample(kind)
         pointed = apply_tables(x, point_tables(x, kind, arg))
         warped = warp(x, p[:, MATRIX], p[:, BICUBIC], fill)
         x = torch.where((k >= 0) & (k < COLOR), pointed,
@@ -316,14 +311,9 @@ def rand_augment(x: torch.Tensor, params: torch.Tensor, layers: int, fill: torch
 def augment(crops: torch.Tensor, params: torch.Tensor, layers: int, fill: torch.Tensor, mean: torch.Tensor,
             std: torch.Tensor) -> torch.Tensor:
     """Crops [N, 3, S, S] (levels) and their rows → normalised float32 images."""
-    x = torch.where(_per_sample(params[:, FLIP] > 0), crops.flip(-1), crops)
+    x = torch.where(per_sample(params[:, FLIP] > 0), crops.flip(-1), crops)
     x = rand_augment(x, params, layers, fill)
     return (x / 255 - mean) / std
-
-
-@functools.cache
-def _constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, device=device)
 
 
 class DeviceSupervised:
@@ -339,5 +329,5 @@ class DeviceSupervised:
         (images, params), labels = batch
         crops = resized_crops(images.permute(0, 3, 1, 2), params[:, None, CROP].float(), self.size)
         mean, std = _imagenet_stats(labels.device)
-        fill = _constant(self.fill, labels.device)
+        fill = channel_constant(self.fill, labels.device)
         return self._augment(crops, params, self.layers, fill, mean, std), labels

@@ -182,7 +182,8 @@ def resized_crops(images: torch.Tensor, crop: torch.Tensor, size: int) -> torch.
 # ---------------------------------------------------------------------------------------------
 # Device half: batched photometric ops with per-sample parameters, on [N, 3, H, W] floats in [0, 1]
 
-def _per_sample(v: torch.Tensor) -> torch.Tensor:
+def per_sample(v: torch.Tensor) -> torch.Tensor:
+    """[N] → [N, 1, 1, 1]: one value per sample, broadcast over an image batch."""
     return v.view(-1, 1, 1, 1)
 
 
@@ -193,12 +194,12 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
 
 
 def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    f = _per_sample(factor)
+    f = per_sample(factor)
     return (f * x + (1 - f) * other).clamp_(0, 1)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (x * _per_sample(factor)).clamp(0, 1)
+    return (x * per_sample(factor)).clamp(0, 1)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -263,7 +264,7 @@ def _blend_step(x: torch.Tensor, op: torch.Tensor, p: torch.Tensor, active: torc
     them), as one blend: x·f + target·(1 − f), target = black, mean grey or grey. Inactive samples
     (and op 3, hue) get f = 1, the identity."""
     gray = grayscale(x)
-    target = torch.where(_per_sample(op == 2), gray, _per_sample(gray.mean(dim=(-3, -2, -1)) * (op == 1)))
+    target = torch.where(per_sample(op == 2), gray, per_sample(gray.mean(dim=(-3, -2, -1)) * (op == 1)))
     factor = p[:, BRIGHTNESS:HUE].gather(1, op.clamp(max=2).long().unsqueeze(1)).squeeze(1)
     return _blend(x, target, torch.where(active & (op < 3), factor, torch.ones_like(factor)))
 
@@ -279,7 +280,7 @@ def color_jitter(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     hue_at = (order == 3).float().argmax(dim=1)  # the position of hue in each sample's order
     for position in range(3):
         x = _blend_step(x, order[:, position], p, on & (position < hue_at))
-    x = torch.where(_per_sample(on), adjust_hue(x, p[:, HUE]), x)
+    x = torch.where(per_sample(on), adjust_hue(x, p[:, HUE]), x)
     for position in range(1, 4):
         x = _blend_step(x, order[:, position], p, on & (position > hue_at))
     return x
@@ -289,20 +290,25 @@ def augment(crops: torch.Tensor, p: torch.Tensor, blur_radius: int, mean: torch.
             std: torch.Tensor) -> torch.Tensor:
     """Crops [N, 3, H, W] on the 0…255 scale and their params [N, N_PARAMS] → normalised float32 views."""
     x = crops.float() / 255
-    x = torch.where(_per_sample(p[:, FLIP] > 0), x.flip(-1), x)
+    x = torch.where(per_sample(p[:, FLIP] > 0), x.flip(-1), x)
     x = color_jitter(x, p)
-    x = torch.where(_per_sample(p[:, GRAY] > 0), grayscale(x).expand_as(x), x)
+    x = torch.where(per_sample(p[:, GRAY] > 0), grayscale(x).expand_as(x), x)
     x = gaussian_blur(x, p[:, SIGMA], blur_radius)
-    x = torch.where(_per_sample(p[:, SOLARIZE] > 0) & (x >= SOLARIZE_THRESHOLD / 255), 1 - x, x)
+    x = torch.where(per_sample(p[:, SOLARIZE] > 0) & (x >= SOLARIZE_THRESHOLD / 255), 1 - x, x)
     x = (x - mean) / std
     return erase_boxes(x, p[:, BOX])
 
 
 @functools.cache
+def channel_constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Per-channel constants as [1, C, 1, 1] on `device`, copied there once (not a host→device
+    copy per batch)."""
+    return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
 def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet mean and std, [1, 3, 1, 1] on `device`, made once per device."""
-    return (torch.tensor(IMAGENET_DEFAULT_MEAN, device=device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_DEFAULT_STD, device=device).view(1, 3, 1, 1))
+    """ImageNet mean and std, [1, 3, 1, 1] on `device`."""
+    return channel_constant(tuple(IMAGENET_DEFAULT_MEAN), device), channel_constant(tuple(IMAGENET_DEFAULT_STD), device)
 
 
 class DeviceViews:
