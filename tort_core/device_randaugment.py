@@ -178,9 +178,10 @@ class SupervisedDraws:
         rec = _Recording(self.size, self.layers)
         if self.augment is not None:
             self.augment(rec)
-        # Only the crop box travels: the resize reads no pixel outside it (about half the bytes to
-        # copy, pad and ship on average).
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8)[top:top + height, left:left + width].copy())
+        # Only the crop box is converted and travels: the resize reads no pixel outside it (about
+        # half the bytes to copy, pad and ship on average).
+        box = image.crop((left, top, left + width, top + height))
+        pixels = torch.from_numpy(np.array(box, dtype=np.uint8, copy=True))
         # float64: the affine matrices must reach the device as Pillow computes them (in doubles).
         return pixels, torch.tensor([0.0, 0.0, float(height), float(width), flip] + rec.row, dtype=torch.float64)
 
