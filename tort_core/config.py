@@ -228,6 +228,10 @@ class RunConfig(_Section):
         1, ge=1, description="epochs between checkpoints (and always the last): the resume points. A tort ViT-B "
         "checkpoint is ~1.9 GB, seconds to write, which can rival a short epoch on a GPU"
     )
+    checkpoint_write: Literal["auto", "sync", "background"] = Field(
+        "auto", description="sync: torch.save in the loop; background: a writer process writes a snapshot while "
+        "training goes on (the loop pays one memory copy); auto: background on CUDA, sync on a CPU"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     views: ViewsConfig = Field(default_factory=ViewsConfig)
@@ -278,7 +282,7 @@ class RunConfig(_Section):
 # one: both paths make the same random draws and differ only in rounding (device_views).
 RUNTIME_ONLY_KEYS = [("", "device"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
                      ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
-                     ("", "checkpoint_every")]
+                     ("", "checkpoint_every"), ("", "checkpoint_write")]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
 import random
 import resource
 import time
@@ -29,6 +28,7 @@ from timm.optim import create_optimizer_v2, list_optimizers, param_groups_weight
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .checkpoint import checkpoint_writer, load_checkpoint, save_checkpoint  # noqa: F401 (public API)
 from .config import RunConfig
 from .data import DatasetPair, Transformed, limit, load_dataset
 from .errors import ConfigError, TrainingFailed
@@ -51,7 +51,10 @@ class Callback:
 
     def on_step_end(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None: ...
 
-    def on_epoch_end(self, record: dict[str, float], checkpoint: Path | None) -> None: ...
+    def on_epoch_end(self, record: dict[str, float], checkpoint: Path | None) -> None:
+        """`checkpoint`: where this epoch's checkpoint goes (None: none this epoch). With a background
+        writer (`checkpoint_write`) it may still be being written; until it lands the file there is
+        the previous checkpoint, whole. fit waits for the last one before it returns."""
 
     def on_fit_end(self, result: RunResult) -> None: ...
 
@@ -195,7 +198,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints: atomic writes, safe (weights-only) loading.
+# Checkpoints: RNG state (the files themselves: checkpoint.py).
 
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
@@ -215,16 +218,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # readers never see a half-written checkpoint
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +273,9 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         start_epoch, global_step, records = state["epoch"] + 1, state["global_step"], list(state["records"])
+        if records:
+            # The checkpoint was taken before its own epoch's record learnt what the write cost.
+            records[-1].setdefault("checkpoint_seconds", math.nan)
 
     info = {"config_id": config_id, "device": str(device), "steps_per_epoch": steps_per_epoch,
             "total_epochs": cfg.total_epochs, "start_epoch": start_epoch, "num_classes": data.num_classes,
@@ -293,6 +289,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     batches.start, batches.end = start_epoch, cfg.total_epochs
     train_loader = _loader(train_ds, cfg, device, batch_sampler=batches, collate_fn=augment.collate)
     stream = iter(train_loader) if start_epoch < cfg.total_epochs else iter(())
+    writer = checkpoint_writer(cfg.checkpoint_write, device) if ckpt_path is not None else None
     try:
         for epoch in range(start_epoch, cfg.total_epochs):
             record = _train_epoch(cfg, system, optimizer, scheduler, itertools.islice(stream, steps_per_epoch),
@@ -313,19 +310,28 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
                 (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.total_epochs) else None
             t_save = time.perf_counter()
             if checkpoint is not None:
-                save_checkpoint(checkpoint, {
+                # A background writer returns once it holds a snapshot; the loop goes on while
+                # the file is written. The last one is waited for, so the run ends with it on disk.
+                writer.save(checkpoint, {
                     "epoch": epoch, "global_step": global_step, "config_id": config_id,
                     "config": cfg.model_dump(mode="json"), "system": system.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(), "records": records,
                 })
-            # After the save, so the checkpoint's copy of this epoch's record lacks the two updates below.
+                if epoch + 1 == cfg.total_epochs:
+                    writer.wait()
+            # After the save, so the checkpoint's copy of this epoch's record lacks the two updates
+            # below. With a background writer it is the loop's stall: waiting for the previous
+            # write, and the snapshot copy.
             record["checkpoint_seconds"] = time.perf_counter() - t_save if checkpoint is not None else 0.0
             record["epoch_seconds"] += record["checkpoint_seconds"]
             for cb in callbacks:
                 cb.on_epoch_end(record, checkpoint)
     except TrainingFailed as err:
         result.status, result.error = "failed", str(err)
+    finally:
+        if writer is not None:
+            writer.close()  # whatever stops the loop, a checkpoint in flight lands before fit returns
     for cb in callbacks:
         cb.on_fit_end(result)
     return result

@@ -173,6 +173,28 @@ def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and
     assert cfg.content_hash() == tiny_cfg(epochs=3).content_hash()  # where resume points fall is not the experiment
 
 
+def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny_cfg, tmp_path):
+    from tort_core.checkpoint import load_checkpoint
+
+    cfg = tiny_cfg(epochs=3, checkpoint_write="background")
+    assert cfg.content_hash() == tiny_cfg(epochs=3).content_hash()  # how checkpoints are written is not the experiment
+    full = fit(tiny_cfg(epochs=3, checkpoint_write="sync"), tmp_path / "sync")
+    with pytest.raises(Interrupt):
+        fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1  # epoch 2's write landed as fit raised
+    start = StartEpoch()
+    resumed = fit(cfg, tmp_path / "cut", callbacks=[start])
+    assert start.epochs == [2]
+    assert _metrics(resumed.records) == _metrics(full.records)
+    assert all(r["checkpoint_seconds"] > 0 for r in resumed.records[2:])  # the epochs this fit ran
+    assert math.isnan(resumed.records[1]["checkpoint_seconds"])  # taken before its write was timed
+    sync, background = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("sync", "cut"))
+    assert sync["system"].keys() == background["system"].keys()
+    assert all(torch.equal(sync["system"][k], background["system"][k]) for k in sync["system"])
+    assert sync["optimizer"]["param_groups"] == background["optimizer"]["param_groups"]
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir() if "tmp" in p.name) == []
+
+
 def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
     cfg = tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0})
     fit(cfg, tmp_path)

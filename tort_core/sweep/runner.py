@@ -309,6 +309,10 @@ def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     cpus, gpus = payload["cpus"], payload["gpus"]
     if cfg.device == "auto" and not ray.get_gpu_ids():
         cfg.device = "cpu"  # a CPU trial on a GPU node must leave the GPUs to GPU trials
+    if payload["tune_checkpoints"]:
+        # Each epoch's report hands Tune the finished file, which it then uploads in the loop
+        # anyway: a background write would only hand over the previous epoch's file.
+        cfg.checkpoint_write = "sync"
     # Threads and loader workers within the trial's CPU reservation (both runtime-only keys).
     torch.set_num_threads(max(1, int(cpus)))
     cfg.data.num_workers = min(cfg.data.num_workers, max(0, int(cpus) - 1))

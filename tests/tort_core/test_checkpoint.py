@@ -1,0 +1,140 @@
+"""Checkpoint writers: the background writer's file is the one torch.save would write, it holds
+the state as it was at `save`, errors reach the trainer, and a killed trainer never leaves a
+partial or late checkpoint behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tort_core import checkpoint as ckpt
+from tort_core.checkpoint import BackgroundWriter, CheckpointError, SyncWriter, checkpoint_writer, load_checkpoint
+from tort_core.errors import ConfigError
+
+pytestmark = pytest.mark.skipif(not ckpt.background_supported(), reason="the background writer needs Linux")
+
+
+def _payload():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "epoch": 3, "config": {"name": "x", "betas": [0.9, 0.999]}, "records": [{"loss": 1.5}],
+        "system": {"w": torch.randn(7, 5, generator=g), "w_t": torch.randn(5, 7, generator=g).t(),  # non-contiguous
+                   "half": torch.randn(9, generator=g).to(torch.bfloat16), "count": torch.tensor(4),
+                   "mask": torch.tensor([True, False, True]), "empty": torch.empty(0, 3)},
+        "rng": {"torch": torch.get_rng_state(), "numpy": ["MT19937", torch.arange(6, dtype=torch.int64), 2, 0, 0.0],
+                "python": (3, tuple(range(5)), None)},
+    }
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        assert a == b
+
+
+def test_background_writer_writes_the_file_torch_save_writes(tmp_path):
+    payload = _payload()
+    SyncWriter().save(tmp_path / "sync.pt", payload)
+    writer = BackgroundWriter()
+    try:
+        writer.save(tmp_path / "bg.pt", payload)
+        writer.wait()
+    finally:
+        writer.close()
+    background, sync = load_checkpoint(tmp_path / "bg.pt"), load_checkpoint(tmp_path / "sync.pt")
+    _assert_same(background, sync)
+    _assert_same(background, payload)
+    # Each tensor its own storage, as torch.save stores the originals (not views of one buffer).
+    w = background["system"]["w"]
+    assert w.untyped_storage().nbytes() == w.numel() * w.element_size()
+    assert writer.last_write_seconds is not None and writer.last_write_seconds > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bg.pt", "sync.pt"]  # no temporary left
+
+
+def test_the_file_holds_the_state_at_save_not_at_write(tmp_path):
+    params = torch.zeros(1_000_000)
+    writer = BackgroundWriter()
+    try:
+        writer.save(tmp_path / "c.pt", {"p": params})
+        params.add_(1.0)  # the next training step, while the write is in flight
+        writer.wait()
+        assert torch.equal(load_checkpoint(tmp_path / "c.pt")["p"], torch.zeros(1_000_000))
+        writer.save(tmp_path / "c.pt", {"p": params, "extra": torch.ones(3)})  # another layout: a new buffer
+        writer.wait()
+        state = load_checkpoint(tmp_path / "c.pt")
+        assert torch.equal(state["p"], torch.ones(1_000_000)) and torch.equal(state["extra"], torch.ones(3))
+    finally:
+        writer.close()
+
+
+def test_a_failed_write_is_raised_by_wait_with_the_path_and_leaves_nothing(tmp_path):
+    writer = BackgroundWriter()
+    try:
+        target = tmp_path / "missing" / "checkpoint.pt"
+        writer.save(target, {"p": torch.ones(3)})
+        with pytest.raises(CheckpointError, match=r"could not write checkpoint .*missing/checkpoint\.pt"):
+            writer.wait()
+        writer.save(tmp_path / "ok.pt", {"p": torch.ones(3)})  # the writer carries on
+        writer.wait()
+        assert torch.equal(load_checkpoint(tmp_path / "ok.pt")["p"], torch.ones(3))
+    finally:
+        writer.close()
+    assert writer._proc.returncode == 0  # close stops the process
+
+
+_KILLED_TRAINER = textwrap.dedent("""
+    import os, signal, sys, torch
+    from pathlib import Path
+    from tort_core.checkpoint import BackgroundWriter
+    path = Path(sys.argv[1])
+    writer = BackgroundWriter()
+    print(writer.pid, flush=True)
+    writer.save(path, {"version": 1, "p": torch.zeros(3)})
+    writer.wait()
+    writer.save(path, {"version": 2, "p": torch.ones(50_000_000)})  # 200 MB: still being written...
+    os.kill(os.getpid(), signal.SIGKILL)  # ...when the trainer dies
+""")
+
+
+def test_a_killed_trainer_leaves_its_last_finished_checkpoint_whole(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_TRAINER, str(path)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(ckpt.__file__).parents[1])})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    writer_pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{writer_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the orphaned writer finishes its write, sees the trainer gone and discards it
+    assert not Path(f"/proc/{writer_pid}").exists()
+    state = load_checkpoint(path)
+    assert state["version"] == 1 and torch.equal(state["p"], torch.zeros(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_which_writer_each_setting_gives(monkeypatch):
+    assert isinstance(checkpoint_writer("auto", torch.device("cpu")), SyncWriter)
+    assert isinstance(checkpoint_writer("sync", torch.device("cuda")), SyncWriter)
+    for mode, device in [("auto", "cuda"), ("background", "cpu")]:
+        writer = checkpoint_writer(mode, torch.device(device))
+        assert isinstance(writer, BackgroundWriter)
+        writer.close()
+    monkeypatch.setattr(ckpt, "background_supported", lambda: False)
+    assert isinstance(checkpoint_writer("auto", torch.device("cuda")), SyncWriter)
+    with pytest.raises(ConfigError, match="checkpoint_write=sync"):
+        checkpoint_writer("background", torch.device("cpu"))

@@ -1,0 +1,305 @@
+"""Checkpoint files: atomic writes, weights-only loading, and a writer process that takes the write
+off the training loop.
+
+A tort ViT-B checkpoint (student, teacher, AdamW moments, Lookahead's slow weights) is ≈ 1.9 GB.
+Written in the loop, `torch.save` stalls training for seconds per epoch, which on a GPU can rival
+an epoch of the thesis's small datasets. `BackgroundWriter` instead copies the tensors into a
+shared buffer (the loop's only cost: one memory copy) and a separate process serialises them and
+writes the file. It is a process, not a thread: a thread serialising in Python would hold the GIL
+and slow the loop's dispatch exactly when it should overlap.
+
+Both writers publish a file only when it is complete (written aside, then `os.replace`), so a
+reader or a resumed run sees the previous checkpoint or the new one, never part of one. A writer
+whose trainer died discards what it was writing rather than publish it late.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+
+_ALIGN = 64  # byte alignment of each tensor in the shared buffer (any dtype's view is aligned)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # readers never see a half-written checkpoint
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written (reported by the background writer)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers: `save` (may return before the file is written), `wait` (until it is), `close`.
+
+class SyncWriter:
+    """`torch.save` in the loop: the loop waits for the whole write."""
+
+    mode = "sync"
+
+    def save(self, path: Path, payload: dict[str, Any]) -> None:
+        save_checkpoint(path, payload)
+
+    def wait(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def background_supported() -> bool:
+    return hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
+
+
+def checkpoint_writer(mode: str, device: torch.device) -> SyncWriter | BackgroundWriter:
+    """The writer for `checkpoint_write`: auto = background on CUDA (where a step is short next to
+    a write), sync on a CPU (where training dwarfs the write and a second process costs a core)."""
+    if mode == "background" and not background_supported():
+        raise ConfigError("checkpoint_write: 'background' needs Linux (memfd_create); use --set checkpoint_write=sync")
+    if mode == "background" or (mode == "auto" and device.type == "cuda" and background_supported()):
+        return BackgroundWriter()
+    return SyncWriter()
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Stands in a payload for its i-th tensor, which travels through the shared buffer."""
+    index: int
+
+
+def _split(obj: Any, tensors: list[torch.Tensor]) -> Any:
+    """`obj` with every tensor replaced by a `_Slot`, the tensors appended to `tensors`."""
+    if isinstance(obj, torch.Tensor):
+        tensors.append(obj.detach())
+        return _Slot(len(tensors) - 1)
+    if isinstance(obj, dict):
+        return type(obj)((k, _split(v, tensors)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_split(v, tensors) for v in obj)
+    return obj
+
+
+def _join(obj: Any, tensors: list[torch.Tensor]) -> Any:
+    if isinstance(obj, _Slot):
+        return tensors[obj.index]
+    if isinstance(obj, dict):
+        return type(obj)((k, _join(v, tensors)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_join(v, tensors) for v in obj)
+    return obj
+
+
+Layout = tuple[tuple[str, tuple[int, ...], int], ...]  # (dtype name, shape, byte offset) per tensor
+
+
+def _layout(tensors: list[torch.Tensor]) -> tuple[Layout, int]:
+    entries, offset = [], 0
+    for t in tensors:
+        entries.append((str(t.dtype).removeprefix("torch."), tuple(t.shape), offset))
+        offset += -(-t.numel() * t.element_size() // _ALIGN) * _ALIGN
+    return tuple(entries), max(offset, _ALIGN)
+
+
+def _views(buffer: mmap.mmap, layout: Layout) -> list[torch.Tensor]:
+    """One tensor per layout entry, each its own storage over its range of `buffer` (so torch.save
+    writes them as separate storages, as it does the originals)."""
+    views = []
+    for dtype_name, shape, offset in layout:
+        dtype = getattr(torch, dtype_name)
+        numel = 1
+        for s in shape:
+            numel *= s
+        if numel == 0:
+            views.append(torch.empty(shape, dtype=dtype))
+            continue
+        views.append(torch.frombuffer(buffer, dtype=dtype, count=numel, offset=offset).view(shape))
+    return views
+
+
+# Framing on the socket between trainer and writer: 8-byte length, then a pickle.
+def _send(sock: socket.socket, message: Any, fds: list[int] = ()) -> None:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    header = struct.pack("!Q", len(body))
+    if fds:
+        socket.send_fds(sock, [header], list(fds))
+    else:
+        sock.sendall(header)
+    sock.sendall(body)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(sock: socket.socket) -> tuple[Any, list[int]] | None:
+    """The next message and any file descriptors sent with it; None when the peer is gone."""
+    header, fds, _, _ = socket.recv_fds(sock, 8, 4)
+    if not header:
+        return None
+    if len(header) < 8:
+        rest = _recv_exact(sock, 8 - len(header))
+        if rest is None:
+            return None
+        header += rest
+    body = _recv_exact(sock, struct.unpack("!Q", header)[0])
+    return (pickle.loads(body), fds) if body is not None else None
+
+
+class BackgroundWriter:
+    """Checkpoints written by a separate process from a snapshot in shared memory.
+
+    `save` waits for the previous write (there is one buffer), copies the payload's tensors into
+    the buffer (from the GPU, too) and returns; the writer process serialises that snapshot,
+    writes it aside and renames it into place. `wait` returns when the last file is in place and
+    raises `CheckpointError` if it could not be written. The buffer is an anonymous memfd, shared
+    by passing its descriptor: nothing in /dev/shm (often small in containers), and nothing left
+    behind when either process dies.
+    """
+
+    mode = "background"
+
+    def __init__(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                                         os.environ.get("PYTHONPATH")]))}
+        code = "import sys; from tort_core.checkpoint import _writer_main; _writer_main(int(sys.argv[1]), int(sys.argv[2]))"
+        # A fresh interpreter, not a fork: the trainer has threads (loader, Ray) and a CUDA context.
+        self._proc = subprocess.Popen([sys.executable, "-c", code, str(child.fileno()), str(os.getpid())],
+                                      pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL)
+        child.close()
+        self._sock = parent
+        self._layout: Layout | None = None
+        self._buffer: mmap.mmap | None = None
+        self._views: list[torch.Tensor] = []
+        self._pending: Path | None = None
+        self.last_write_seconds: float | None = None  # the writer's time for the last file
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def save(self, path: Path, payload: dict[str, Any]) -> None:
+        self.wait()
+        tensors: list[torch.Tensor] = []
+        skeleton = _split(payload, tensors)
+        layout, size = _layout(tensors)
+        if layout != self._layout:
+            self._allocate(layout, size)
+        with torch.no_grad():
+            for view, t in zip(self._views, tensors):
+                view.copy_(t)
+        self._pending = Path(path)
+        self._request(("save", str(path), skeleton))
+
+    def _allocate(self, layout: Layout, size: int) -> None:
+        fd = os.memfd_create("tort-checkpoint", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            buffer = mmap.mmap(fd, size)
+            self._request(("buffer", size, layout), fds=[fd])
+        finally:
+            os.close(fd)  # both mappings keep the memory alive; it is freed when both are gone
+        self._views = _views(buffer, layout)
+        self._buffer, self._layout = buffer, layout
+
+    def _request(self, message: Any, fds: list[int] = ()) -> None:
+        try:
+            _send(self._sock, message, fds)
+        except OSError as err:
+            self._pending = None
+            raise CheckpointError(f"checkpoint writer (pid {self.pid}) is gone: {err}") from None
+
+    def wait(self) -> None:
+        if self._pending is None:
+            return
+        path, self._pending = self._pending, None
+        reply = _recv(self._sock)
+        if reply is None:
+            raise CheckpointError(f"checkpoint writer (pid {self.pid}) exited while writing {path}")
+        (status, detail), _ = reply
+        if status != "done":
+            raise CheckpointError(f"could not write checkpoint {path}: {detail}")
+        self.last_write_seconds = detail
+
+    def close(self) -> None:
+        """Wait for the last write, then stop the writer."""
+        try:
+            self.wait()
+        finally:
+            try:
+                _send(self._sock, ("stop",))
+            except OSError:
+                pass
+            self._sock.close()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._views = []  # the tensors view the mapping: drop them first
+            self._layout = None
+
+
+def _writer_main(fd: int, trainer_pid: int) -> None:
+    """The writer process: apply the trainer's messages until it says stop or goes away."""
+    sock = socket.socket(fileno=fd)
+    views: list[torch.Tensor] = []
+    while True:
+        received = _recv(sock)
+        if received is None:
+            return  # the trainer is gone
+        message, fds = received
+        kind = message[0]
+        if kind == "stop":
+            return
+        if kind == "buffer":
+            _, size, layout = message
+            buffer = mmap.mmap(fds[0], size)
+            os.close(fds[0])
+            views = _views(buffer, layout)
+            continue
+        _, path, skeleton = message
+        path = Path(path)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        t0 = time.perf_counter()
+        try:
+            torch.save(_join(skeleton, views), tmp)
+            if os.getppid() != trainer_pid:
+                # The trainer died mid-write: a retry may already be running in this directory,
+                # and a late rename could replace its newer checkpoint. Discard.
+                tmp.unlink(missing_ok=True)
+                return
+            os.replace(tmp, path)
+            reply = ("done", time.perf_counter() - t0)
+        except Exception as err:  # noqa: BLE001 - reported to the trainer, which raises it
+            tmp.unlink(missing_ok=True)
+            reply = ("error", f"{type(err).__name__}: {err}")
+        try:
+            _send(sock, reply)
+        except OSError:
+            return
