@@ -220,6 +220,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+def checkpoint_payload(cfg: RunConfig, config_id: str, epoch: int, global_step: int, system: TrainingSystem,
+                       optimizer: torch.optim.Optimizer, scheduler: CosineLRScheduler,
+                       records: list[dict[str, float]]) -> dict[str, Any]:
+    """Everything a run needs to continue after `epoch` exactly as if it had not stopped."""
+    return {
+        "epoch": epoch, "global_step": global_step, "config_id": config_id, "config": cfg.model_dump(mode="json"),
+        "system": system.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(), "records": records,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -312,12 +323,8 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
             if checkpoint is not None:
                 # A background writer returns once it holds a snapshot; the loop goes on while
                 # the file is written. The last one is waited for, so the run ends with it on disk.
-                writer.save(checkpoint, {
-                    "epoch": epoch, "global_step": global_step, "config_id": config_id,
-                    "config": cfg.model_dump(mode="json"), "system": system.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(), "records": records,
-                })
+                writer.save(checkpoint, checkpoint_payload(cfg, config_id, epoch, global_step, system, optimizer,
+                                                           scheduler, records))
                 if epoch + 1 == cfg.total_epochs:
                     writer.wait()
             # After the save, so the checkpoint's copy of this epoch's record lacks the two updates

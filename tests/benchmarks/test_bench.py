@@ -107,6 +107,18 @@ def test_the_command_line_runs_startup_and_writes_json(tmp_path):
     assert all(row["extra"][k] >= 0 for k in ("interpreter", "torch", "tort_core+timm", "dataset", "model"))
 
 
+def test_the_checkpoint_mode_times_both_writers_and_cleans_up(bench, tmp_path):
+    out = tmp_path / "checkpoint.json"
+    assert bench.main(["--tiny", "--recipe", "tort", "--mode", "checkpoint", "--checkpoint-dir", str(tmp_path / "w"),
+                       "--json", str(out)]) == 0
+    sync, background = json.loads(out.read_text())["rows"]
+    assert (sync["variant"], background["variant"]) == ("sync", "background")
+    assert sync["extra"]["bytes"] > 0 and sync["seconds"] > 0
+    assert len(background["extra"]["stall_seconds"]) == len(background["extra"]["write_seconds"]) == 2
+    assert all(s > 0 for s in background["extra"]["write_seconds"])
+    assert list((tmp_path / "w").iterdir()) == []  # the scratch folder is gone
+
+
 def test_a_bad_mode_is_refused(bench, capsys):
     with pytest.raises(SystemExit) as exc:
         bench.parse_args(["--mode", "stepp"])
