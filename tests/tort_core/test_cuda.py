@@ -76,3 +76,31 @@ def test_a_tiny_run_trains_on_cuda_with_device_augmentation(tiny_cfg, recipe):
     for r in result.records:
         assert all(math.isfinite(r[k]) for k in MACHINE_METRICS if k in r)
         assert 0 <= r["data_wait_seconds"] <= r["train_seconds"] and r["peak_mem_mb"] > 0
+
+
+def test_the_background_writer_snapshots_gpu_tensors_at_save(tmp_path):
+    from tort_core.checkpoint import BackgroundWriter, load_checkpoint
+
+    params = torch.randn(1000, 100, device="cuda")
+    expected = params.cpu().clone()
+    writer = BackgroundWriter()
+    try:
+        writer.save(tmp_path / "c.pt", {"p": params, "step": torch.tensor(3, device="cuda")})
+        params.mul_(0)  # the next steps, queued on the GPU while the file is written
+        writer.wait()
+    finally:
+        writer.close()
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert torch.equal(state["p"], expected) and state["p"].device.type == "cpu" and int(state["step"]) == 3
+
+
+def test_a_tiny_cuda_run_checkpoints_in_the_background_and_resumes(tiny_cfg, tmp_path):
+    from tort_core.checkpoint import load_checkpoint
+
+    cfg = tiny_cfg("tort", epochs=2, device="cuda")  # checkpoint_write=auto: background on CUDA
+    first = fit(cfg, tmp_path)
+    assert first.status == "completed"
+    assert all(r["checkpoint_seconds"] > 0 for r in first.records)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == cfg.total_epochs - 1
+    again = fit(cfg, tmp_path)  # everything restored from the last checkpoint, nothing to train
+    assert [r["epoch"] for r in again.records] == [r["epoch"] for r in first.records]
