@@ -69,7 +69,8 @@ from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
 from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint
 from tort_core.trainer import (SeededViews, epoch_order, _peak_memory_mb, _to_device, augmentation,
-                               build_optimizer, build_scheduler, checkpoint_payload, fit, resolve_device, train_step)
+                               build_optimizer, build_scheduler, checkpoint_payload, eval_splits, fit, resolve_device,
+                               train_step)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
 
 MODES = ("step", "pipeline", "e2e", "checkpoint", "startup", "syncs", "sweep")
@@ -406,6 +407,41 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
                         note=f"{n} images after {skip} warm-up batches ({t0 - t_start:.1f} s){cores}{note}",
                         extra={"workers": w, "images": n, "warmup_seconds": t0 - t_start, "main_cpu_seconds": main_cpu,
                                "worker_cpu_seconds": worker_cpu}))
+    return rows
+
+
+def bench_eval_images(cfg: RunConfig, data: DatasetPair, device: torch.device, workers: list[int]) -> list[Row]:
+    """One evaluation's images (both splits through the eval transform, onto the device), without
+    the model: through the loaders, as every evaluation did before `eval.cache`, and from the cache,
+    which the first evaluation fills and every later one reads."""
+    n = len(data.train) + len(data.test)  # type: ignore[arg-type]
+    rows = []
+    for cache, counts in (("off", workers), ("on", [max(workers)])):
+        for w in counts:
+            ecfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"cache": cache}),
+                                          "data": cfg.data.model_copy(update={"num_workers": w})})
+            splits = eval_splits(data, ecfg, device)
+            threads = torch.get_num_threads()
+            if w == 0:
+                torch.set_num_threads(1)
+            passes = []
+            try:
+                for _ in range(2):  # the first starts the workers (loader) or fills the cache
+                    t, c = time.perf_counter(), time.process_time()
+                    for split in splits:
+                        for batch in split:
+                            _to_device(batch, device)
+                    _sync(device)
+                    passes.append((time.perf_counter() - t, time.process_time() - c))
+            finally:
+                torch.set_num_threads(threads)
+            (first, _), (dt, cpu) = passes
+            label = f"loader, {w} workers" if cache == "off" else f"cached ({w} workers fill it)"
+            per_core = n / cpu if (w == 0 or cache == "on") and cpu > 0 else None
+            note = (f"{n} images an evaluation: {dt:.2f} s" + (f", {1e3 * cpu / n:.2f} CPU-ms an image" if per_core else "")
+                    + (f"; the first fills the cache: {first:.2f} s" if cache == "on" else f"; the first {first:.2f} s"))
+            rows.append(Row(cfg.recipe, "eval images", label, cfg.data.eval_batch_size, n / dt, per_core, seconds=dt,
+                            note=note, extra={"workers": w, "cache": cache, "first_seconds": first, "cpu_seconds": cpu}))
     return rows
 
 
@@ -1011,6 +1047,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(bench_device_half(dcfg, data, device, repeats=2 if args.tiny else 10))
                 if device.type == "cuda":  # compiled too (minutes of compilation on a CPU: not there)
                     rows.append(bench_device_half(dcfg.model_copy(update={"compile": True}), data, device, repeats=10))
+            if recipe == recipes[0]:  # the same for both recipes
+                rows.extend(bench_eval_images(cfg, data, device, workers))
             if args.breakdown_images:
                 part_rows, op_rows = pipeline_breakdown(cfg, data, args.breakdown_images)
                 breakdown.extend(part_rows)

@@ -211,6 +211,11 @@ class EvalConfig(_Section):
         "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding"
     )
     every: int = Field(1, ge=1, description="evaluate every N epochs (and always at the last)")
+    cache: Literal["auto", "on", "off"] = Field(
+        "auto", description="keep both splits' eval-transformed images (uint8, on the GPU when training there) after "
+        "the first evaluation instead of decoding and resizing them at every one; auto: when they fit in cache_max_mb"
+    )
+    cache_max_mb: int = Field(4096, ge=0, description="eval.cache=auto caches when the images take at most this")
 
 
 class RunConfig(_Section):
@@ -282,7 +287,8 @@ class RunConfig(_Section):
 # one: both paths make the same random draws and differ only in rounding (device_views).
 RUNTIME_ONLY_KEYS = [("", "device"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
                      ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
-                     ("", "checkpoint_every"), ("", "checkpoint_write")]
+                     ("", "checkpoint_every"), ("", "checkpoint_write"), ("eval", "cache"),
+                     ("eval", "cache_max_mb")]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,7 @@ import math
 import random
 import resource
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from .checkpoint import checkpoint_writer, load_checkpoint, save_checkpoint  # n
 from .config import RunConfig
 from .data import DatasetPair, Transformed, limit, load_dataset
 from .errors import ConfigError, TrainingFailed
-from .evaluate import evaluate
+from .evaluate import CachedSplit, evaluate
 from .losses import LossContext, teacher_temperature
 from .recipes import RECIPES, Augmentation, TrainingSystem
 from .views import eval_transform
@@ -143,12 +143,12 @@ class SeededViews(Dataset):
         return self.transform(image), label
 
 
-def _loader(ds: Dataset, cfg: RunConfig, device: torch.device, **kw) -> DataLoader:
+def _loader(ds: Dataset, cfg: RunConfig, device: torch.device, persistent: bool = True, **kw) -> DataLoader:
     workers = cfg.data.num_workers
     # Starting workers draws a base seed; from its own generator, not the global RNG, or a resumed
     # run (whose persistent workers start in a later epoch) would drift from an uninterrupted one.
     generator = torch.Generator().manual_seed(_mix(cfg.seed, 4))
-    return DataLoader(ds, num_workers=workers, persistent_workers=workers > 0, generator=generator,
+    return DataLoader(ds, num_workers=workers, persistent_workers=persistent and workers > 0, generator=generator,
                       pin_memory=cfg.data.pin_memory and device.type == "cuda", **kw)
 
 
@@ -158,6 +158,20 @@ def augmentation(recipe, cfg: RunConfig, device: torch.device) -> Augmentation:
     on_device = cfg.views.augment_on == "device" or (cfg.views.augment_on == "auto" and device.type == "cuda")
     split = recipe.device_augmentation(cfg) if on_device else None
     return split if split is not None else Augmentation(recipe.train_transform(cfg))
+
+
+def eval_splits(data: DatasetPair, cfg: RunConfig, device: torch.device) -> tuple[Iterable, Iterable]:
+    """The k-NN bank (train split) and the queries (test split) through the eval transform: cached
+    after the first evaluation (`eval.cache`), or through a loader at every one."""
+    size, n = cfg.views.global_size, len(data.train) + len(data.test)  # type: ignore[arg-type]
+    cached = cfg.eval.cache == "on" or (
+        cfg.eval.cache == "auto" and n * 3 * size * size <= cfg.eval.cache_max_mb * 2**20)
+    tf = eval_transform(size, cfg.views.eval_crop_pct, normalize=not cached)
+    bs = cfg.data.eval_batch_size
+    if not cached:
+        return tuple(_loader(Transformed(split, tf), cfg, device, batch_size=bs) for split in (data.train, data.test))
+    return tuple(CachedSplit(_loader(Transformed(split, tf), cfg, device, persistent=False, batch_size=bs), device, bs)
+                 for split in (data.train, data.test))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -261,9 +275,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
                           f"'{cfg.data.dataset}'")
     batches = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed)
     steps_per_epoch = batches.steps_per_epoch
-    eval_tf = eval_transform(cfg.views.global_size, cfg.views.eval_crop_pct)
-    bank_loader = _loader(Transformed(data.train, eval_tf), cfg, device, batch_size=cfg.data.eval_batch_size)
-    test_loader = _loader(Transformed(data.test, eval_tf), cfg, device, batch_size=cfg.data.eval_batch_size)
+    bank_loader, test_loader = eval_splits(data, cfg, device)
 
     # Model, optimiser, schedule
     system = recipe.build(cfg, data.num_classes, steps_per_epoch).to(device)

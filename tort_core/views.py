@@ -102,11 +102,13 @@ class MultiCropTransform:
         return views
 
 
-def eval_transform(size: int, crop_pct: float) -> T.Compose:
+def eval_transform(size: int, crop_pct: float, normalize: bool = True) -> T.Compose:
+    """Resize, centre crop, then normalised float32 (or, normalize=False, the uint8 image as a
+    tensor, for `DeviceNormalize` to finish with the same arithmetic)."""
     return T.Compose([
         T.Resize(int(round(size / crop_pct)), interpolation=BICUBIC),
         T.CenterCrop(size),
-        _normalize(),
+        _normalize() if normalize else T.PILToTensor(),
     ])
 
 

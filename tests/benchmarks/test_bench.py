@@ -65,6 +65,13 @@ def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
     assert parts and all(b["ms_per_image"] >= 0 for b in parts)
 
 
+def test_eval_images_are_timed_through_the_loaders_and_from_the_cache(tiny_run):
+    timed = rows(tiny_run, "tort", "eval images")
+    assert [(r["extra"]["cache"], r["extra"]["workers"]) for r in timed] == [("off", 0), ("off", 1), ("on", 1)]
+    assert all(r["samples_per_s"] > 0 and r["seconds"] > 0 for r in timed)
+    assert rows(tiny_run, "sota", "eval images") == []  # the same images for both recipes: timed once
+
+
 def test_the_breakdown_names_every_view_and_operation(tiny_run):
     parts = [b["part"] for b in tiny_run["breakdown"] if b["recipe"] == "tort"]
     assert parts == ["decode", "global 1", "global 2", "masked", "local ×2"]

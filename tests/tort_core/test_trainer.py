@@ -195,6 +195,14 @@ def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny
     assert sorted(p.name for p in (tmp_path / "cut").iterdir() if "tmp" in p.name) == []
 
 
+def test_cached_evaluation_gives_the_same_records(tiny_cfg):
+    cached, uncached = tiny_cfg(**{"eval.cache": "on"}), tiny_cfg(**{"eval.cache": "off"})
+    assert cached.content_hash() == uncached.content_hash()  # where eval images are kept is not the experiment
+    a, b = fit(cached).records, fit(uncached).records
+    assert _metrics(a) == _metrics(b)
+    assert all("knn_top1" in r and "test_top1" in r for r in a)
+
+
 def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
     cfg = tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0})
     fit(cfg, tmp_path)
