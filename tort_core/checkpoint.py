@@ -44,6 +44,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def discard_partial_writes(path: Path) -> None:
+    """Remove what writes of `path` killed midway left beside it (`<name>.tmp`, `<name>.<pid>.tmp`):
+    never read, but each as large as a checkpoint."""
+    path = Path(path)
+    for leftover in path.parent.glob(f"{path.name}.*tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written (reported by the background writer)."""
 

@@ -28,7 +28,8 @@ from timm.optim import create_optimizer_v2, list_optimizers, param_groups_weight
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .checkpoint import checkpoint_writer, load_checkpoint, save_checkpoint  # noqa: F401 (public API)
+from .checkpoint import (checkpoint_writer, discard_partial_writes, load_checkpoint,  # noqa: F401 (public API)
+                         save_checkpoint)
 from .config import RunConfig
 from .data import DatasetPair, Transformed, limit, load_dataset
 from .errors import ConfigError, TrainingFailed
@@ -312,7 +313,10 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     batches.start, batches.end = start_epoch, cfg.total_epochs
     train_loader = _loader(train_ds, cfg, device, batch_sampler=batches, collate_fn=augment.collate)
     stream = iter(train_loader) if start_epoch < cfg.total_epochs else iter(())
-    writer = checkpoint_writer(cfg.checkpoint_write, device) if ckpt_path is not None else None
+    writer = None
+    if ckpt_path is not None:
+        discard_partial_writes(ckpt_path)  # this run directory is ours (a sweep holds its lock)
+        writer = checkpoint_writer(cfg.checkpoint_write, device)
     try:
         for epoch in range(start_epoch, cfg.total_epochs):
             record = _train_epoch(cfg, system, optimizer, scheduler, itertools.islice(stream, steps_per_epoch),

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from tort_core import checkpoint as ckpt
-from tort_core.checkpoint import BackgroundWriter, CheckpointError, SyncWriter, checkpoint_writer, load_checkpoint
+from tort_core.checkpoint import (BackgroundWriter, CheckpointError, SyncWriter, checkpoint_writer,
+                                  discard_partial_writes, load_checkpoint)
 from tort_core.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(not ckpt.background_supported(), reason="the background writer needs Linux")
@@ -138,3 +139,10 @@ def test_which_writer_each_setting_gives(monkeypatch):
     assert isinstance(checkpoint_writer("auto", torch.device("cuda")), SyncWriter)
     with pytest.raises(ConfigError, match="checkpoint_write=sync"):
         checkpoint_writer("background", torch.device("cpu"))
+
+
+def test_leftovers_of_killed_writes_are_discarded_and_nothing_else(tmp_path):
+    for name in ("checkpoint.pt", "checkpoint.pt.tmp", "checkpoint.pt.4242.tmp", "config.yaml", "other.pt.tmp"):
+        (tmp_path / name).write_text("x")
+    discard_partial_writes(tmp_path / "checkpoint.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "config.yaml", "other.pt.tmp"]

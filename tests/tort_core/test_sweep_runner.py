@@ -116,8 +116,10 @@ def test_failures_are_isolated_and_trials_get_their_own_gpu(ray_address, tmp_pat
     assert set(load_members(results)["sweep"]) == {"mixed"}
 
 
-KILL_SPEC = {"name": "killed", "profile": "demo", "overrides": {**TINY, "epochs": 3}, "max_concurrent": 1,
-             "axes": {"loss.teacher_temp": [0.04, 0.05]}}
+# Checkpoints by the writer process, as trials on a GPU write them: started from a Ray worker, and
+# killed with it.
+KILL_SPEC = {"name": "killed", "profile": "demo", "overrides": {**TINY, "epochs": 3, "checkpoint_write": "background"},
+             "max_concurrent": 1, "axes": {"loss.teacher_temp": [0.04, 0.05]}}
 
 
 def test_a_killed_driver_resumes_only_the_missing_trials(ray_address, tmp_path, monkeypatch, capsys):
@@ -160,6 +162,7 @@ def test_a_killed_driver_resumes_only_the_missing_trials(ray_address, tmp_path, 
     assert sorted(epochs.groupby("trial_id")["epoch"].apply(sorted).map(tuple)) == [(1, 2, 3)] * 2
     assert "1 skipped" in resumed.stdout and "1 completed" in resumed.stdout
     assert not (results / ".running" / "killed.json").exists()
+    assert not list((results / "runs").rglob("*.tmp"))  # no write killed midway was left behind
     members = load_members(results)
     assert len(members) == 2 and json.loads(members["axes"].iloc[0]) == {"loss.teacher_temp": 0.04}
 

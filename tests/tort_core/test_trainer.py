@@ -176,9 +176,9 @@ def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and
 def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny_cfg, tmp_path):
     from tort_core.checkpoint import load_checkpoint
 
-    cfg = tiny_cfg(epochs=3, checkpoint_write="background")
-    assert cfg.content_hash() == tiny_cfg(epochs=3).content_hash()  # how checkpoints are written is not the experiment
-    full = fit(tiny_cfg(epochs=3, checkpoint_write="sync"), tmp_path / "sync")
+    cfg = tiny_cfg(checkpoint_write="background")  # 2 epochs + 1 cool-down
+    assert cfg.content_hash() == tiny_cfg().content_hash()  # how checkpoints are written is not the experiment
+    full = fit(tiny_cfg(checkpoint_write="sync"), tmp_path / "sync")
     with pytest.raises(Interrupt):
         fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1  # epoch 2's write landed as fit raised
@@ -196,7 +196,8 @@ def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny
 
 
 def test_cached_evaluation_gives_the_same_records(tiny_cfg):
-    cached, uncached = tiny_cfg(**{"eval.cache": "on"}), tiny_cfg(**{"eval.cache": "off"})
+    one_epoch = {"epochs": 1, "optim.warmup_epochs": 0, "optim.cooldown_epochs": 0}
+    cached, uncached = (tiny_cfg(**one_epoch, **{"eval.cache": c}) for c in ("on", "off"))
     assert cached.content_hash() == uncached.content_hash()  # where eval images are kept is not the experiment
     a, b = fit(cached).records, fit(uncached).records
     assert _metrics(a) == _metrics(b)
