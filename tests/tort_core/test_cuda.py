@@ -88,6 +88,7 @@ def test_the_background_writer_snapshots_gpu_tensors_at_save(tmp_path):
         writer.save(tmp_path / "c.pt", {"p": params, "step": torch.tensor(3, device="cuda")})
         params.mul_(0)  # the next steps, queued on the GPU while the file is written
         writer.wait()
+        assert writer._pinned is not None  # copied through page-locked memory
     finally:
         writer.close()
     state = load_checkpoint(tmp_path / "c.pt")
