@@ -43,7 +43,7 @@ case $phase in
   tests) python3 -m pytest -q -p no:cacheprovider tests/tort_core/test_cuda.py ;;
   step) run step step,syncs --compile both ;;
   e2e) run e2e e2e --compile both ;;
-  pipeline) run pipeline pipeline --workers "0,4,8,$(nproc)" --images 512 ;;
+  pipeline) run pipeline pipeline,checkpoint --workers "0,4,8,$(nproc)" --images 512 ;;
   all) for p in tests step e2e pipeline; do bash "$0" "$p" "$data"; done ;;
   *) echo "error: phase '$phase': use tests, step, e2e, pipeline or all" >&2; exit 2 ;;
 esac
