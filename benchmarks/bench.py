@@ -62,7 +62,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms as T
 
 from tort_core.config import RunConfig, build_config, parse_sets
-from tort_core.data import DatasetPair, load_dataset
+from tort_core.data import DatasetPair, DecodedImages, load_dataset
 from tort_core.device_views import DeviceNormalize
 from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
@@ -864,6 +864,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     p.add_argument("--peak-tflops", type=float, help="peak FLOP/s for MFU (default: known GPUs' dense bf16)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--decoded", action="store_true",
+                   help="pipeline: decode the training images once first, as fit does (data.decoded_cache_mb)")
     p.add_argument("--checkpoints", type=int, default=5, help="checkpoint: writes timed per writer")
     p.add_argument("--checkpoint-dir", type=Path, default=Path("results"),
                    help="checkpoint: where to write (a scratch folder in it, removed after); the disk your runs use")
@@ -1035,6 +1037,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cores = env["cores"] or 1
             workers = ([int(w) for w in args.workers.split(",")] if args.workers
                        else sorted({0, cores}) if not args.tiny else [0, 1])
+            if args.decoded:  # as fit keeps them (data.decoded_cache_mb): the pipeline starts from pixels
+                t = time.perf_counter()
+                kept = DecodedImages(data.train, 2**62, max(workers))
+                note += (f"; {kept.cached} training images decoded once first ({kept.nbytes / 2**20:.0f} MB, "
+                         f"{time.perf_counter() - t:.1f} s)")
+                data = DatasetPair(kept, data.test, data.num_classes, data.name)
             # The pipeline compares both places, whatever `auto` would pick for this run.
             dcfg = cfg.model_copy(update={"views": cfg.views.model_copy(update={"augment_on": "device"})})
             split = RECIPES.get(recipe)().device_augmentation(dcfg)

@@ -92,15 +92,24 @@ class _Slot:
     index: int
 
 
+def _like(obj: Any, items: Any) -> Any:
+    """A container of `obj`'s type holding `items`, with `obj`'s attributes (a state_dict's
+    `_metadata`, the module versions that `load_state_dict` reads)."""
+    new = type(obj)(items)
+    if getattr(obj, "__dict__", None):
+        new.__dict__.update(obj.__dict__)
+    return new
+
+
 def _split(obj: Any, tensors: list[torch.Tensor]) -> Any:
     """`obj` with every tensor replaced by a `_Slot`, the tensors appended to `tensors`."""
     if isinstance(obj, torch.Tensor):
         tensors.append(obj.detach())
         return _Slot(len(tensors) - 1)
     if isinstance(obj, dict):
-        return type(obj)((k, _split(v, tensors)) for k, v in obj.items())
+        return _like(obj, ((k, _split(v, tensors)) for k, v in obj.items()))
     if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(_split(v, tensors) for v in obj)
+        return _like(obj, (_split(v, tensors) for v in obj))
     return obj
 
 
@@ -108,9 +117,9 @@ def _join(obj: Any, tensors: list[torch.Tensor]) -> Any:
     if isinstance(obj, _Slot):
         return tensors[obj.index]
     if isinstance(obj, dict):
-        return type(obj)((k, _join(v, tensors)) for k, v in obj.items())
+        return _like(obj, ((k, _join(v, tensors)) for k, v in obj.items()))
     if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(_join(v, tensors) for v in obj)
+        return _like(obj, (_join(v, tensors) for v in obj))
     return obj
 
 
@@ -143,7 +152,10 @@ def _views(buffer: mmap.mmap, layout: Layout) -> list[torch.Tensor]:
 
 # Framing on the socket between trainer and writer: 8-byte length, then a pickle.
 def _send(sock: socket.socket, message: Any, fds: list[int] = ()) -> None:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    _send_body(sock, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), fds)
+
+
+def _send_body(sock: socket.socket, body: bytes, fds: list[int] = ()) -> None:
     header = struct.pack("!Q", len(body))
     if fds:
         socket.send_fds(sock, [header], list(fds))
@@ -197,15 +209,20 @@ class BackgroundWriter:
                                                                          os.environ.get("PYTHONPATH")]))}
         code = "import sys; from tort_core.checkpoint import _writer_main; _writer_main(int(sys.argv[1]), int(sys.argv[2]))"
         # A fresh interpreter, not a fork: the trainer has threads (loader, Ray) and a CUDA context.
+        # Its own session: a Ctrl-C in the terminal stops the trainer, which then waits for the
+        # write in flight, instead of killing the writer midway.
         self._proc = subprocess.Popen([sys.executable, "-c", code, str(child.fileno()), str(os.getpid())],
-                                      pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL)
+                                      pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
         child.close()
         self._sock = parent
         self._layout: Layout | None = None
         self._buffer: mmap.mmap | None = None
         self._views: list[torch.Tensor] = []
         self._pinned: int | None = None  # address of the buffer while page-locked for the GPU
+        self._pin_refused = False
         self._pending: Path | None = None
+        self._broken: str | None = None  # why the channel to the writer can no longer be trusted
         self.last_write_seconds: float | None = None  # the writer's time for the last file
 
     @property
@@ -216,12 +233,16 @@ class BackgroundWriter:
         self.wait()
         tensors: list[torch.Tensor] = []
         skeleton = _split(payload, tensors)
+        try:
+            message = pickle.dumps(("save", str(path), skeleton), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as err:  # noqa: BLE001 - nothing was sent: the writer is still usable
+            raise CheckpointError(f"checkpoint {path}: the payload cannot be pickled: {err}") from None
         layout, size = _layout(tensors)
         if layout != self._layout:
             self._allocate(layout, size)
         devices = {t.device for t in tensors if t.is_cuda}
         if devices:
-            self._pin()
+            self._pin(next(iter(devices)))
         with torch.no_grad():
             for view, t in zip(self._views, tensors):
                 # Into page-locked memory a device→host copy runs at the bus's speed, queued
@@ -229,17 +250,26 @@ class BackgroundWriter:
                 view.copy_(t, non_blocking=self._pinned is not None)
         for device in devices:
             torch.cuda.synchronize(device)
+        self._request(message)
         self._pending = Path(path)
-        self._request(("save", str(path), skeleton))
 
-    def _pin(self) -> None:
+    def _pin(self, device: torch.device) -> None:
         """Page-lock the buffer for CUDA copies, once per buffer. Where the driver refuses, copies
         go through pageable memory: slower, the same bytes."""
-        if self._pinned is not None or self._buffer is None:
+        if self._pinned is not None or self._pin_refused or self._buffer is None:
             return
         address = torch.frombuffer(self._buffer, dtype=torch.uint8).data_ptr()
         if int(torch.cuda.cudart().cudaHostRegister(address, len(self._buffer), 0)) == 0:
             self._pinned = address
+            return
+        self._pin_refused = True
+        # The refusal stays as CUDA's last error, which the next kernel-launch check anywhere in
+        # training would raise: launch one here, so that it is read (and cleared) now.
+        try:
+            torch.empty(1, device=device).fill_(0)
+            torch.cuda.synchronize(device)
+        except RuntimeError:
+            pass
 
     def _unpin(self) -> None:
         if self._pinned is not None:
@@ -248,30 +278,45 @@ class BackgroundWriter:
 
     def _allocate(self, layout: Layout, size: int) -> None:
         self._unpin()
+        self._pin_refused = False
         size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages, as page-locking wants
         fd = os.memfd_create("tort-checkpoint", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
             buffer = mmap.mmap(fd, size)
-            self._request(("buffer", size, layout), fds=[fd])
+            self._request(pickle.dumps(("buffer", size, layout), protocol=pickle.HIGHEST_PROTOCOL), fds=[fd])
         finally:
             os.close(fd)  # both mappings keep the memory alive; it is freed when both are gone
         self._views = _views(buffer, layout)
         self._buffer, self._layout = buffer, layout
 
-    def _request(self, message: Any, fds: list[int] = ()) -> None:
+    def _request(self, body: bytes, fds: list[int] = ()) -> None:
+        if self._broken:
+            raise CheckpointError(f"checkpoint writer (pid {self.pid}) unusable: {self._broken}")
         try:
-            _send(self._sock, message, fds)
-        except OSError as err:
-            self._pending = None
-            raise CheckpointError(f"checkpoint writer (pid {self.pid}) is gone: {err}") from None
+            _send_body(self._sock, body, fds)
+        except BaseException as err:
+            # A message cut off midway (the writer gone, or an interrupt) desynchronises the stream.
+            self._broken = f"{type(err).__name__}: {err}"
+            if isinstance(err, OSError):
+                raise CheckpointError(f"checkpoint writer (pid {self.pid}) is gone: {err}") from None
+            raise
 
     def wait(self) -> None:
+        """Return once the last checkpoint is in place; raise CheckpointError if it is not."""
         if self._pending is None:
             return
+        try:
+            reply = _recv(self._sock)
+        except BaseException as err:
+            self._broken = f"{type(err).__name__}: {err}"
+            self._pending, path = None, self._pending
+            if isinstance(err, OSError):
+                raise CheckpointError(f"checkpoint writer (pid {self.pid}) failed while writing {path}: {err}") from None
+            raise
         path, self._pending = self._pending, None
-        reply = _recv(self._sock)
         if reply is None:
+            self._broken = "exited"
             raise CheckpointError(f"checkpoint writer (pid {self.pid}) exited while writing {path}")
         (status, detail), _ = reply
         if status != "done":
@@ -281,21 +326,23 @@ class BackgroundWriter:
     def close(self) -> None:
         """Wait for the last write, then stop the writer."""
         try:
-            self.wait()
+            if not self._broken:
+                self.wait()
         finally:
-            try:
-                _send(self._sock, ("stop",))
-            except OSError:
-                pass
+            if not self._broken:
+                try:
+                    _send(self._sock, ("stop",))
+                except OSError:
+                    pass
             self._sock.close()
             try:
-                self._proc.wait(timeout=30)
+                self._proc.wait(timeout=0 if self._broken else 30)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
             self._unpin()
             self._views = []  # the tensors view the mapping: drop them first
-            self._layout = None
+            self._buffer, self._layout = None, None
 
 
 def _writer_main(fd: int, trainer_pid: int) -> None:
@@ -329,8 +376,10 @@ def _writer_main(fd: int, trainer_pid: int) -> None:
                 return
             os.replace(tmp, path)
             reply = ("done", time.perf_counter() - t0)
-        except Exception as err:  # noqa: BLE001 - reported to the trainer, which raises it
+        except BaseException as err:  # noqa: BLE001 - reported to the trainer, which raises it
             tmp.unlink(missing_ok=True)
+            if not isinstance(err, Exception):
+                raise  # a signal or exit: leave nothing half-written behind
             reply = ("error", f"{type(err).__name__}: {err}")
         try:
             _send(sock, reply)

@@ -60,6 +60,10 @@ class DataConfig(_Section):
     num_workers: int = Field(0, ge=0)
     eval_batch_size: int = Field(256, ge=1)
     pin_memory: bool = True
+    decoded_cache_mb: int = Field(
+        4096, ge=0, description="keep up to this many MB of decoded training images in memory, so that epochs after "
+        "the first skip the JPEG decode (0: decode at every epoch)"
+    )
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (smoke tests)")
     test_limit: int | None = Field(None, ge=1, description="use only the first N held-out images (smoke tests)")
 
@@ -288,7 +292,7 @@ class RunConfig(_Section):
 RUNTIME_ONLY_KEYS = [("", "device"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
                      ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
                      ("", "checkpoint_every"), ("", "checkpoint_write"), ("eval", "cache"),
-                     ("eval", "cache_max_mb")]
+                     ("eval", "cache_max_mb"), ("data", "decoded_cache_mb")]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -350,4 +350,6 @@ class DeviceNormalize:
     def __call__(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
         mean, std = _imagenet_stats(images.device)
-        return (images.float() / 255 - mean) / std, labels
+        # 255 as a device tensor, not a Python number: CUDA divides by a Python scalar by
+        # multiplying with its reciprocal, one rounding away from ToTensor's division.
+        return (images.float() / channel_constant((255.0,), images.device) - mean) / std, labels

@@ -46,11 +46,15 @@ class CachedSplit:
         self.labels: torch.Tensor | None = None
 
     def _build(self) -> None:
-        images, labels = [], []
+        n = len(self.loader.dataset)  # type: ignore[arg-type]
+        start = 0
         for x, y in self.loader:
-            images.append(x.to(self.device, non_blocking=True))
-            labels.append(torch.as_tensor(y).to(self.device, non_blocking=True))
-        self.images, self.labels = torch.cat(images), torch.cat(labels)
+            if self.images is None:  # filled in place: no second copy, no batch held back
+                self.images = torch.empty((n, *x.shape[1:]), dtype=x.dtype, device=self.device)
+                self.labels = torch.empty(n, dtype=torch.int64, device=self.device)
+            self.images[start:start + len(x)].copy_(x, non_blocking=True)
+            self.labels[start:start + len(x)].copy_(torch.as_tensor(y), non_blocking=True)
+            start += len(x)
         self.loader = None  # its workers are no longer needed
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .checkpoint import (checkpoint_writer, discard_partial_writes, load_checkpoint,  # noqa: F401 (public API)
                          save_checkpoint)
 from .config import RunConfig
-from .data import DatasetPair, Transformed, limit, load_dataset
+from .data import DatasetPair, DecodedImages, Transformed, in_memory, limit, load_dataset
 from .errors import ConfigError, TrainingFailed
 from .evaluate import CachedSplit, evaluate
 from .losses import LossContext, teacher_temperature
@@ -268,6 +268,12 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     # Data
     seed_all(cfg.seed)
     data = limit(data or load_dataset(cfg.data.dataset, cfg.data.root), cfg.data.train_limit, cfg.data.test_limit)
+    if cfg.data.decoded_cache_mb > 0 and not in_memory(data.train):
+        # Decoded once, by the loader workers, before the training loader forks its own (which
+        # then share these pages); the generator keeps the global RNGs untouched.
+        decoded = DecodedImages(data.train, cfg.data.decoded_cache_mb * 2**20, cfg.data.num_workers,
+                                torch.Generator().manual_seed(_mix(cfg.seed, 5)))
+        data = DatasetPair(decoded, data.test, data.num_classes, data.name)
     recipe = RECIPES.get(cfg.recipe)()
     augment = augmentation(recipe, cfg, device)
     train_ds = SeededViews(data.train, augment.transform, cfg.seed)
@@ -316,7 +322,8 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     writer = None
     if ckpt_path is not None:
         discard_partial_writes(ckpt_path)  # this run directory is ours (a sweep holds its lock)
-        writer = checkpoint_writer(cfg.checkpoint_write, device)
+        if start_epoch < cfg.total_epochs:
+            writer = checkpoint_writer(cfg.checkpoint_write, device)
     try:
         for epoch in range(start_epoch, cfg.total_epochs):
             record = _train_epoch(cfg, system, optimizer, scheduler, itertools.islice(stream, steps_per_epoch),
@@ -352,9 +359,15 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
                 cb.on_epoch_end(record, checkpoint)
     except TrainingFailed as err:
         result.status, result.error = "failed", str(err)
-    finally:
+    except BaseException:
         if writer is not None:
-            writer.close()  # whatever stops the loop, a checkpoint in flight lands before fit returns
+            # The checkpoint in flight still lands (a Ctrl-C does not reach the writer); a failure
+            # of that write must not replace the error on its way out.
+            with contextlib.suppress(Exception):
+                writer.close()
+        raise
+    if writer is not None:
+        writer.close()  # the last checkpoint is on disk before fit returns
     for cb in callbacks:
         cb.on_fit_end(result)
     return result

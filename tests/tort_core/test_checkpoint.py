@@ -146,3 +146,57 @@ def test_leftovers_of_killed_writes_are_discarded_and_nothing_else(tmp_path):
         (tmp_path / name).write_text("x")
     discard_partial_writes(tmp_path / "checkpoint.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "config.yaml", "other.pt.tmp"]
+
+
+def test_a_state_dicts_module_versions_survive_the_writer(tmp_path):
+    state = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2)).state_dict()
+    writer = BackgroundWriter()
+    try:
+        writer.save(tmp_path / "c.pt", {"system": state})
+        writer.wait()
+    finally:
+        writer.close()
+    loaded = load_checkpoint(tmp_path / "c.pt")["system"]
+    assert loaded._metadata == state._metadata  # what load_state_dict reads to upgrade old formats
+
+
+def test_an_unpicklable_payload_is_refused_and_the_writer_carries_on(tmp_path):
+    writer = BackgroundWriter()
+    try:
+        with pytest.raises(CheckpointError, match="cannot be pickled"):
+            writer.save(tmp_path / "bad.pt", {"p": torch.ones(2), "f": lambda: None})
+        writer.wait()  # nothing in flight: returns at once
+        writer.save(tmp_path / "ok.pt", {"p": torch.ones(2)})
+    finally:
+        writer.close()
+    assert torch.equal(load_checkpoint(tmp_path / "ok.pt")["p"], torch.ones(2))
+    assert not (tmp_path / "bad.pt").exists()
+
+
+_INTERRUPTED_TRAINER = textwrap.dedent("""
+    import os, signal, sys, torch
+    from pathlib import Path
+    from tort_core.checkpoint import BackgroundWriter
+    path = Path(sys.argv[1])
+    writer = BackgroundWriter()
+    writer.save(path, {"version": 1, "p": torch.zeros(3)})
+    writer.wait()
+    try:
+        writer.save(path, {"version": 2, "p": torch.ones(50_000_000)})
+        os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
+        signal.pause()
+    except KeyboardInterrupt:
+        writer.close()  # what fit does on the way out
+        print("closed", flush=True)
+""")
+
+
+def test_ctrl_c_stops_the_trainer_but_not_the_write_in_flight(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_TRAINER, str(path)], capture_output=True, text=True,
+                          timeout=120, start_new_session=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(ckpt.__file__).parents[1])})
+    assert proc.returncode == 0 and "closed" in proc.stdout, proc.stderr
+    state = load_checkpoint(path)
+    assert state["version"] == 2 and state["p"].shape == (50_000_000,)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]

@@ -105,3 +105,15 @@ def test_a_tiny_cuda_run_checkpoints_in_the_background_and_resumes(tiny_cfg, tmp
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == cfg.total_epochs - 1
     again = fit(cfg, tmp_path)  # everything restored from the last checkpoint, nothing to train
     assert [r["epoch"] for r in again.records] == [r["epoch"] for r in first.records]
+
+
+def test_device_normalize_on_cuda_is_totensor_and_normalize_bit_for_bit():
+    from torchvision import transforms as T
+
+    from tort_core.device_views import DeviceNormalize
+    from tort_core.views import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(2, 3, 16, 16).contiguous()
+    expected = T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)(levels.float().div(255))
+    got, _ = DeviceNormalize()((levels.cuda(), torch.zeros(2)))
+    assert torch.equal(got.cpu(), expected)  # the eval cache and sota's device half rely on it

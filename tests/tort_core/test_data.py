@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tort_core.data import DATASETS, limit, load_dataset
+from tort_core.data import DATASETS, DecodedImages, in_memory, limit, load_dataset
 from tort_core.errors import DataError
 
 
@@ -189,3 +189,17 @@ def test_callers_cannot_change_what_the_cache_holds(fresh_cache, tmp_path):
     fresh = load_dataset("digits", None, cache=True)
     assert (len(fresh.train), len(fresh.test)) == (1347, 450)
     assert all(np.array_equal(np.asarray(fresh.train[i][0]), before[i]) for i in range(8))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_decoded_images_are_the_decoders_pixels_up_to_the_budget(tmp_path, workers):
+    _tree(tmp_path, "train", ["a", "b"], n=3)  # six 12×12 RGB images: 432 bytes each decoded
+    _tree(tmp_path, "test", ["a", "b"], n=1)
+    files = load_dataset("imagefolder", tmp_path).train
+    decoded = DecodedImages(files, max_bytes=4 * 432 + 100, workers=workers)
+    assert decoded.cached == 4 and decoded.nbytes == 4 * 432 and len(decoded) == 6  # the last two past the budget
+    for i in range(6):
+        (a, la), (b, lb) = decoded[i], files[i]
+        assert la == lb and a.mode == b.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
+    assert decoded[0][0] is decoded[0][0]  # kept, not decoded again
+    assert in_memory(decoded) and not in_memory(files)
