@@ -864,6 +864,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     p.add_argument("--peak-tflops", type=float, help="peak FLOP/s for MFU (default: known GPUs' dense bf16)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--pipeline-parts", default="cpu,worker,half,eval",
+                   help="pipeline rows: cpu (all in the workers), worker (the device split's worker half), half (its "
+                        "device half), eval (one evaluation's images)")
     p.add_argument("--decoded", action="store_true",
                    help="pipeline: decode the training images once first, as fit does (data.decoded_cache_mb)")
     p.add_argument("--checkpoints", type=int, default=5, help="checkpoint: writes timed per writer")
@@ -1046,16 +1049,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # The pipeline compares both places, whatever `auto` would pick for this run.
             dcfg = cfg.model_copy(update={"views": cfg.views.model_copy(update={"augment_on": "device"})})
             split = RECIPES.get(recipe)().device_augmentation(dcfg)
+            parts = set(args.pipeline_parts.split(","))
             if split is None:
-                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
+                if "cpu" in parts:
+                    rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note))
             else:  # both places augmentation can run: all on the CPU, or the workers' half of `device`
-                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, label="cpu views, "))
-                rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, transform=split.transform,
-                                           label="device views (worker half), ", collate=split.collate))
-                rows.append(bench_device_half(dcfg, data, device, repeats=2 if args.tiny else 10))
-                if device.type == "cuda":  # compiled too (minutes of compilation on a CPU: not there)
-                    rows.append(bench_device_half(dcfg.model_copy(update={"compile": True}), data, device, repeats=10))
-            if recipe == recipes[0]:  # the same for both recipes
+                if "cpu" in parts:
+                    rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, label="cpu views, "))
+                if "worker" in parts:
+                    rows.extend(bench_pipeline(cfg, data, device, workers, args.images, note, transform=split.transform,
+                                               label="device views (worker half), ", collate=split.collate))
+                if "half" in parts:
+                    rows.append(bench_device_half(dcfg, data, device, repeats=2 if args.tiny else 10))
+                    if device.type == "cuda":  # compiled too (minutes of compilation on a CPU: not there)
+                        rows.append(bench_device_half(dcfg.model_copy(update={"compile": True}), data, device,
+                                                      repeats=10))
+            if recipe == recipes[0] and "eval" in parts:  # the same for both recipes
                 rows.extend(bench_eval_images(cfg, data, device, workers))
             if args.breakdown_images:
                 part_rows, op_rows = pipeline_breakdown(cfg, data, args.breakdown_images)
