@@ -325,6 +325,8 @@ class BackgroundWriter:
 
     def close(self) -> None:
         """Wait for the last write, then stop the writer."""
+        if self._layout is None and self._pending is None and not self._broken:
+            self._broken = "never used"  # nothing to wait for: no need to let it finish starting
         try:
             if not self._broken:
                 self.wait()

@@ -21,6 +21,14 @@ from tort_core.errors import ConfigError
 pytestmark = pytest.mark.skipif(not ckpt.background_supported(), reason="the background writer needs Linux")
 
 
+@pytest.fixture(scope="module")
+def writer():
+    """One writer process for the tests that only need a working one (each start imports torch)."""
+    w = BackgroundWriter()
+    yield w
+    w.close()
+
+
 def _payload():
     g = torch.Generator().manual_seed(0)
     return {
@@ -49,15 +57,11 @@ def _assert_same(a, b):
         assert a == b
 
 
-def test_background_writer_writes_the_file_torch_save_writes(tmp_path):
+def test_background_writer_writes_the_file_torch_save_writes(writer, tmp_path):
     payload = _payload()
     SyncWriter().save(tmp_path / "sync.pt", payload)
-    writer = BackgroundWriter()
-    try:
-        writer.save(tmp_path / "bg.pt", payload)
-        writer.wait()
-    finally:
-        writer.close()
+    writer.save(tmp_path / "bg.pt", payload)
+    writer.wait()
     background, sync = load_checkpoint(tmp_path / "bg.pt"), load_checkpoint(tmp_path / "sync.pt")
     _assert_same(background, sync)
     _assert_same(background, payload)
@@ -68,20 +72,16 @@ def test_background_writer_writes_the_file_torch_save_writes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bg.pt", "sync.pt"]  # no temporary left
 
 
-def test_the_file_holds_the_state_at_save_not_at_write(tmp_path):
+def test_the_file_holds_the_state_at_save_not_at_write(writer, tmp_path):
     params = torch.zeros(1_000_000)
-    writer = BackgroundWriter()
-    try:
-        writer.save(tmp_path / "c.pt", {"p": params})
-        params.add_(1.0)  # the next training step, while the write is in flight
-        writer.wait()
-        assert torch.equal(load_checkpoint(tmp_path / "c.pt")["p"], torch.zeros(1_000_000))
-        writer.save(tmp_path / "c.pt", {"p": params, "extra": torch.ones(3)})  # another layout: a new buffer
-        writer.wait()
-        state = load_checkpoint(tmp_path / "c.pt")
-        assert torch.equal(state["p"], torch.ones(1_000_000)) and torch.equal(state["extra"], torch.ones(3))
-    finally:
-        writer.close()
+    writer.save(tmp_path / "c.pt", {"p": params})
+    params.add_(1.0)  # the next training step, while the write is in flight
+    writer.wait()
+    assert torch.equal(load_checkpoint(tmp_path / "c.pt")["p"], torch.zeros(1_000_000))
+    writer.save(tmp_path / "c.pt", {"p": params, "extra": torch.ones(3)})  # another layout: a new buffer
+    writer.wait()
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert torch.equal(state["p"], torch.ones(1_000_000)) and torch.equal(state["extra"], torch.ones(3))
 
 
 def test_a_failed_write_is_raised_by_wait_with_the_path_and_leaves_nothing(tmp_path):
@@ -148,27 +148,20 @@ def test_leftovers_of_killed_writes_are_discarded_and_nothing_else(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "config.yaml", "other.pt.tmp"]
 
 
-def test_a_state_dicts_module_versions_survive_the_writer(tmp_path):
+def test_a_state_dicts_module_versions_survive_the_writer(writer, tmp_path):
     state = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2)).state_dict()
-    writer = BackgroundWriter()
-    try:
-        writer.save(tmp_path / "c.pt", {"system": state})
-        writer.wait()
-    finally:
-        writer.close()
+    writer.save(tmp_path / "c.pt", {"system": state})
+    writer.wait()
     loaded = load_checkpoint(tmp_path / "c.pt")["system"]
     assert loaded._metadata == state._metadata  # what load_state_dict reads to upgrade old formats
 
 
-def test_an_unpicklable_payload_is_refused_and_the_writer_carries_on(tmp_path):
-    writer = BackgroundWriter()
-    try:
-        with pytest.raises(CheckpointError, match="cannot be pickled"):
-            writer.save(tmp_path / "bad.pt", {"p": torch.ones(2), "f": lambda: None})
-        writer.wait()  # nothing in flight: returns at once
-        writer.save(tmp_path / "ok.pt", {"p": torch.ones(2)})
-    finally:
-        writer.close()
+def test_an_unpicklable_payload_is_refused_and_the_writer_carries_on(writer, tmp_path):
+    with pytest.raises(CheckpointError, match="cannot be pickled"):
+        writer.save(tmp_path / "bad.pt", {"p": torch.ones(2), "f": lambda: None})
+    writer.wait()  # nothing in flight: returns at once
+    writer.save(tmp_path / "ok.pt", {"p": torch.ones(2)})
+    writer.wait()
     assert torch.equal(load_checkpoint(tmp_path / "ok.pt")["p"], torch.ones(2))
     assert not (tmp_path / "bad.pt").exists()
 

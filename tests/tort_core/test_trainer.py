@@ -215,7 +215,7 @@ def test_decoded_training_images_give_the_same_records(tiny_cfg, tmp_path):
             for i in range(n):  # photographs' stand-ins: JPEGs, so decoding is real work
                 Image.fromarray(g.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.jpg")
     one_epoch = {"epochs": 1, "optim.warmup_epochs": 0, "optim.cooldown_epochs": 0, "data.dataset": "imagefolder",
-                 "data.root": str(tmp_path), "data.num_workers": 1, "data.train_limit": None, "data.test_limit": None}
+                 "data.root": str(tmp_path), "data.train_limit": None, "data.test_limit": None}
     kept, decoded_each_epoch = (tiny_cfg(**one_epoch, **{"data.decoded_cache_mb": mb}) for mb in (64, 0))
     assert kept.content_hash() == decoded_each_epoch.content_hash()
     assert _metrics(fit(kept).records) == _metrics(fit(decoded_each_epoch).records)
