@@ -67,7 +67,7 @@ from tort_core.device_views import DeviceNormalize
 from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
-from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint
+from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint, write_mode
 from tort_core.trainer import (SeededViews, epoch_order, _peak_memory_mb, _to_device, augmentation,
                                build_optimizer, build_scheduler, checkpoint_payload, eval_splits, fit, resolve_device,
                                train_step)
@@ -537,12 +537,17 @@ def e2e_overrides(batch_size: int, train_size: int, steps: int) -> dict[str, Any
 
 
 def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None, peak: float | None,
-              variant: str) -> Row:
+              variant: str, run_root: Path) -> Row:
+    import tempfile
+
     b = cfg.batch_size
     steps = (cfg.data.train_limit or 0) // b
-    t0 = time.perf_counter()
-    result = fit(cfg, run_dir=None, data=data)
-    wall = time.perf_counter() - t0
+    run_root.mkdir(parents=True, exist_ok=True)
+    # A run directory, so that every epoch writes its checkpoint as training runs do.
+    with tempfile.TemporaryDirectory(prefix=".bench-e2e-", dir=run_root) as run_dir:
+        t0 = time.perf_counter()
+        result = fit(cfg, run_dir=run_dir, data=data, resume=False)
+        wall = time.perf_counter() - t0
     if result.status != "completed" or len(result.records) < 2:
         return Row(cfg.recipe, "e2e", variant, b, note=f"fit {result.status}: {result.error}")
     cold, warm = result.records[0], result.records[-1]
@@ -554,13 +559,15 @@ def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None,
         on_device = augmentation(recipe, cfg, resolve_device(cfg.device)).on_device
         augment = ("cpu" if on_device is None else
                    "cpu, normalised on the device" if isinstance(on_device, DeviceNormalize) else "device")
+    writer = write_mode(cfg.checkpoint_write, resolve_device(cfg.device))
     note = (f"{steps} steps/epoch, {cfg.data.num_workers} workers, views augmented on {augment}; "
             f"waited {100 * warm['data_wait_seconds'] / warm['train_seconds']:.0f}% of it for data; "
-            f"epoch 1 {cold['samples_per_s']:.1f}/s; "
-            f"fit {wall:.1f} s incl. build and eval")
+            f"epoch 1 {cold['samples_per_s']:.1f}/s; checkpoint ({writer}) {cold['checkpoint_seconds']:.2f} s after "
+            f"epoch 1; fit {wall:.1f} s incl. build and eval")
     return Row(cfg.recipe, "e2e", variant, b, rate, None, tflops, mfu, warm["peak_mem_mb"], warm["train_seconds"],
                note, {"steps": steps, "cold_samples_per_s": cold["samples_per_s"], "fit_seconds": wall,
-                      "data_wait_seconds": warm["data_wait_seconds"],
+                      "data_wait_seconds": warm["data_wait_seconds"], "checkpoint_write": writer,
+                      "checkpoint_seconds": [r["checkpoint_seconds"] for r in result.records],
                       "workers": cfg.data.num_workers, "augment_on": augment})
 
 
@@ -871,7 +878,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="pipeline: decode the training images once first, as fit does (data.decoded_cache_mb)")
     p.add_argument("--checkpoints", type=int, default=5, help="checkpoint: writes timed per writer")
     p.add_argument("--checkpoint-dir", type=Path, default=Path("results"),
-                   help="checkpoint: where to write (a scratch folder in it, removed after); the disk your runs use")
+                   help="checkpoint and e2e: where to write checkpoints (a scratch folder in it, removed after); "
+                        "the disk your runs use")
     p.add_argument("--trials", type=int, default=8, help="sweep: trials (seeds) of the demo sweep")
     p.add_argument("--reuse", default="yes", choices=["yes", "no", "both"],
                    help="sweep: Ray actor reuse between trials (no: a fresh worker process per trial)")
@@ -1028,7 +1036,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     Cycled(data.train, need), data.test, data.num_classes, data.name)
                 extra = e2e_overrides(vcfg.batch_size, len(edata.train), args.steps)  # type: ignore[arg-type]
                 ecfg = build_config(recipe, args.profile, overrides={**overrides_for(args, recipe, compiled), **extra})
-                rows.append(bench_e2e(ecfg, edata, flops_per_sample, peak, variant))
+                rows.append(bench_e2e(ecfg, edata, flops_per_sample, peak, variant, args.checkpoint_dir))
         if "pipeline" in args.modes:
             assert data is not None
             note = ""

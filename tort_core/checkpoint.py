@@ -76,14 +76,19 @@ def background_supported() -> bool:
     return hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
 
 
-def checkpoint_writer(mode: str, device: torch.device) -> SyncWriter | BackgroundWriter:
-    """The writer for `checkpoint_write`: auto = background on CUDA (where a step is short next to
-    a write), sync on a CPU (where training dwarfs the write and a second process costs a core)."""
+def write_mode(mode: str, device: torch.device) -> str:
+    """What `checkpoint_write` means here: auto = background on CUDA (where a step is short next
+    to a write), sync on a CPU (where training dwarfs the write and a second process costs a core)."""
     if mode == "background" and not background_supported():
         raise ConfigError("checkpoint_write: 'background' needs Linux (memfd_create); use --set checkpoint_write=sync")
     if mode == "background" or (mode == "auto" and device.type == "cuda" and background_supported()):
-        return BackgroundWriter()
-    return SyncWriter()
+        return "background"
+    return "sync"
+
+
+def checkpoint_writer(mode: str, device: torch.device) -> SyncWriter | BackgroundWriter:
+    """The writer for `checkpoint_write` (see `write_mode`)."""
+    return BackgroundWriter() if write_mode(mode, device) == "background" else SyncWriter()
 
 
 @dataclass(frozen=True)

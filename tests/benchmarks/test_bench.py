@@ -29,10 +29,12 @@ def bench():
 def tiny_run(bench, tmp_path_factory):
     """Both recipes through step, pipeline, e2e and syncs, in this process (imports are the slow part)."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
+    runs = out.parent / "runs"  # e2e's run directories (checkpoints), not the repository's results/
     threads = torch.get_num_threads()
     try:
         code = bench.main(["--tiny", "--recipe", "both", "--mode", "step,pipeline,e2e,syncs", "--steps", "2",
-                           "--images", "16", "--breakdown-images", "2", "--threads", "1", "--json", str(out)])
+                           "--images", "16", "--breakdown-images", "2", "--threads", "1", "--json", str(out),
+                           "--checkpoint-dir", str(runs)])
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -52,6 +54,9 @@ def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
         assert row["tflops"] > 0  # FLOPs were counted, so achieved FLOP/s is known
         assert row["mfu"] is None  # no peak given on a CPU
         assert row["peak_mem_mb"] > 0
+    (e2e,) = rows(tiny_run, recipe, "e2e")
+    assert e2e["extra"]["checkpoint_write"] == "sync"  # auto on a CPU
+    assert all(s > 0 for s in e2e["extra"]["checkpoint_seconds"])  # every epoch wrote one, as runs do
     pipeline = rows(tiny_run, recipe, "pipeline")
     loaders = [r for r in pipeline if "workers" in r["extra"]]
     assert all(r["samples_per_s"] > 0 and r["per_core"] > 0 for r in loaders)
