@@ -191,6 +191,7 @@ def _recv(sock: socket.socket) -> tuple[Any, list[int]] | None:
             return None
         header += rest
     body = _recv_exact(sock, struct.unpack("!Q", header)[0])
+    # The only peer is the other end of a private socketpair: this trainer or the writer it started.
     return (pickle.loads(body), fds) if body is not None else None
 
 
