@@ -349,6 +349,19 @@ class _Keys(Sampler):
                 produced += 1
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op threads set to `n` for the block (None: unchanged); one core is what a
+    loader worker process gets (DataLoader sets 1 there)."""
+    threads = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process so far (Linux /proc), None where unavailable."""
     try:
@@ -376,10 +389,7 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
         loader = DataLoader(ds, batch_size=b, sampler=_Keys(len(ds), n_batches * b, cfg.seed), num_workers=w,
                             drop_last=True, pin_memory=cfg.data.pin_memory and device.type == "cuda",
                             collate_fn=collate)
-        threads = torch.get_num_threads()
-        if w == 0:
-            torch.set_num_threads(1)  # one core, as in a worker process (DataLoader sets 1 there)
-        try:
+        with _torch_threads(1 if w == 0 else None):
             t_start = time.perf_counter()
             it = iter(loader)
             for _ in range(skip):
@@ -391,8 +401,6 @@ def bench_pipeline(cfg: RunConfig, data: DatasetPair, device: torch.device, work
             # Workers' CPU time from their start: every batch they made, warm-up ones included.
             worker_cpu = [_cpu_seconds(p.pid) for p in getattr(it, "_workers", [])]
             del it
-        finally:
-            torch.set_num_threads(threads)
         n = (n_batches - skip) * b
         rate = n / dt
         if w == 0:
@@ -421,11 +429,8 @@ def bench_eval_images(cfg: RunConfig, data: DatasetPair, device: torch.device, w
             ecfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"cache": cache}),
                                           "data": cfg.data.model_copy(update={"num_workers": w})})
             splits = eval_splits(data, ecfg, device)
-            threads = torch.get_num_threads()
-            if w == 0:
-                torch.set_num_threads(1)
             passes = []
-            try:
+            with _torch_threads(1 if w == 0 else None):
                 for _ in range(2):  # the first starts the workers (loader) or fills the cache
                     t, c = time.perf_counter(), time.process_time()
                     for split in splits:
@@ -433,8 +438,6 @@ def bench_eval_images(cfg: RunConfig, data: DatasetPair, device: torch.device, w
                             _to_device(batch, device)
                     _sync(device)
                     passes.append((time.perf_counter() - t, time.process_time() - c))
-            finally:
-                torch.set_num_threads(threads)
             (first, _), (dt, cpu) = passes
             label = f"loader, {w} workers" if cache == "off" else f"cached ({w} workers fill it)"
             per_core = n / cpu if (w == 0 or cache == "on") and cpu > 0 else None
@@ -499,12 +502,10 @@ def pipeline_breakdown(cfg: RunConfig, data: DatasetPair, images: int) -> tuple[
     else:
         parts = [("transform", transform, 1)]
     per_part: dict[str, dict[str, float]] = {"decode": {}, **{name: {} for name, _, _ in parts}}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     torch.manual_seed(cfg.seed)
     size = len(data.train)  # type: ignore[arg-type]
     n = min(images, size)
-    try:
+    with _torch_threads(1):
         for i in range(n):
             c = time.process_time()
             image, _ = data.train[i * size // n]  # spread over the classes (and their image sizes)
@@ -512,8 +513,6 @@ def pipeline_breakdown(cfg: RunConfig, data: DatasetPair, images: int) -> tuple[
             for name, fn, reps in parts:
                 for _ in range(reps):
                     _timed(fn, image, per_part[name])
-    finally:
-        torch.set_num_threads(threads)
     reps = {name: r for name, _, r in parts}
     total = sum(sum(ops.values()) for ops in per_part.values())
     part_rows = [{"recipe": cfg.recipe, "part": name if reps.get(name, 1) == 1 else f"{name} ×{reps[name]}",

@@ -156,8 +156,12 @@ def _views(buffer: mmap.mmap, layout: Layout) -> list[torch.Tensor]:
 
 
 # Framing on the socket between trainer and writer: 8-byte length, then a pickle.
+def _pickle(message: Any) -> bytes:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _send(sock: socket.socket, message: Any, fds: list[int] = ()) -> None:
-    _send_body(sock, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), fds)
+    _send_body(sock, _pickle(message), fds)
 
 
 def _send_body(sock: socket.socket, body: bytes, fds: list[int] = ()) -> None:
@@ -240,7 +244,7 @@ class BackgroundWriter:
         tensors: list[torch.Tensor] = []
         skeleton = _split(payload, tensors)
         try:
-            message = pickle.dumps(("save", str(path), skeleton), protocol=pickle.HIGHEST_PROTOCOL)
+            message = _pickle(("save", str(path), skeleton))
         except Exception as err:  # noqa: BLE001 - nothing was sent: the writer is still usable
             raise CheckpointError(f"checkpoint {path}: the payload cannot be pickled: {err}") from None
         layout, size = _layout(tensors)
@@ -290,7 +294,7 @@ class BackgroundWriter:
         try:
             os.ftruncate(fd, size)
             buffer = mmap.mmap(fd, size)
-            self._request(pickle.dumps(("buffer", size, layout), protocol=pickle.HIGHEST_PROTOCOL), fds=[fd])
+            self._request(_pickle(("buffer", size, layout)), fds=[fd])
         finally:
             os.close(fd)  # both mappings keep the memory alive; it is freed when both are gone
         self._views = _views(buffer, layout)
