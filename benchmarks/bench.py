@@ -716,9 +716,11 @@ SWEEP_TRIAL = {"epochs": 1, "optim.warmup_epochs": 0, "optim.cooldown_epochs": 0
 SWEEP_TRIAL_TINY = {**SWEEP_TRIAL, "batch_size": 16, "data.train_limit": 48, "data.test_limit": 32}
 
 
-def bench_sweep(recipe: str, overrides: dict[str, Any], trials: int, reuse: bool = True, tiny: bool = False) -> Row:
+def bench_sweep(recipe: str, overrides: dict[str, Any], trials: int, reuse: bool = True, tiny: bool = False,
+                length: str = "short") -> Row:
     """A real `trials`-seed sweep of the demo profile on the local Ray: wall time against the
-    training time the store records, and where the rest goes (see README, Performance)."""
+    training time the store records, and where the rest goes (see README, Performance).
+    `length="demo"` keeps the demo profile's own trial length instead of one short epoch."""
     import tempfile
     from datetime import datetime
 
@@ -726,8 +728,9 @@ def bench_sweep(recipe: str, overrides: dict[str, Any], trials: int, reuse: bool
 
     from tort_core.store import load_epochs, load_trials
 
-    variant = "reuse" if reuse else "no reuse"
-    base = {**(SWEEP_TRIAL_TINY if tiny else SWEEP_TRIAL), **overrides}
+    variant = ("reuse" if reuse else "no reuse") + (", demo length" if length == "demo" else "")
+    cut = {} if length == "demo" and not tiny else SWEEP_TRIAL_TINY if tiny else SWEEP_TRIAL
+    base = {**cut, **overrides}
     base.pop("device", None)  # the sweep places trials itself: a GPU per trial where there are GPUs
     with tempfile.TemporaryDirectory(prefix="tort-bench-sweep-") as tmp:
         spec = Path(tmp) / "bench_sweep.yaml"
@@ -882,6 +885,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=8, help="sweep: trials (seeds) of the demo sweep")
     p.add_argument("--reuse", default="yes", choices=["yes", "no", "both"],
                    help="sweep: Ray actor reuse between trials (no: a fresh worker process per trial)")
+    p.add_argument("--sweep-trial", default="short", choices=["short", "demo"],
+                   help="sweep: short (one epoch of 256 images, seconds a trial, as a GPU would run the demo) or "
+                        "demo (the demo profile as `tort sweep -p demo` runs it, minutes a trial on a CPU)")
     args = p.parse_args(argv)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -1084,7 +1090,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows.append(bench_startup(recipe, args.profile, overrides_for(args, recipe)))
         if "sweep" in args.modes:
             for reuse in {"yes": [True], "no": [False], "both": [True, False]}[args.reuse]:
-                rows.append(bench_sweep(recipe, overrides_for(args, recipe), args.trials, reuse, args.tiny))
+                rows.append(bench_sweep(recipe, overrides_for(args, recipe), args.trials, reuse, args.tiny,
+                                       args.sweep_trial))
     env["load_avg_end"] = os.getloadavg()
     render(env, rows, breakdown, breakdown_ops, analyses, peak)
     out = {"env": env, "peak_tflops": peak, "profile": args.profile, "tiny": args.tiny,
