@@ -26,9 +26,10 @@ Modes (`--mode`, comma-separated; default all):
             for the GPU (.item(), float()/bool() of a device tensor, data-dependent shapes,
             device→host copies), with the line of code that issued it.
   sweep     (only when asked for) a real `--trials`-seed sweep of the demo profile on a local Ray,
-            short trials: wall time, the training time the store records and its share of
-            wall × concurrent trials, and where the rest goes (driver, Ray, worker start, per-trial
-            overhead on fresh and reused workers, shutdown).
+            short trials (--sweep-trial demo: the demo's own length): wall time, the training
+            time the store records and its share of wall × concurrent trials, and where the rest
+            goes (driver, Ray, worker start, per-trial overhead on fresh and reused workers,
+            shutdown).
 
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on one step replayed on the meta
 device (same shapes, no arithmetic, so the ViT-B count costs seconds on any machine): matmuls and

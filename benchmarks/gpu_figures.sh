@@ -2,9 +2,12 @@
 # The GPU rows of README's performance section, in phases that each fit a 10-minute slot on a
 # lent GPU machine (or run them all on your own GPU):
 #
-#   bash benchmarks/gpu_figures.sh tests|step|e2e|pipeline|all [DATA_ROOT]
+#   bash benchmarks/gpu_figures.sh tests|step|e2e|pipeline|sweep|all [DATA_ROOT]
 #
 # `tests` first: tests/tort_core/test_cuda.py, what only a GPU can check (skipped elsewhere).
+# `sweep` runs the issue's demo sweep (8 seeds of the demo profile at its own length, on the
+# embedded digits, one trial per GPU) through Ray Tune and says where its wall time goes; it needs
+# Ray, so carry the whole .devwheels (≈ 45 MB, from ../shared/device/prepare-wheels.sh) and no .data.
 #
 # DATA_ROOT is an ImageFolder dataset (default .data/flowers17: copy ../shared/data/flowers17 there).
 # Each phase writes bench-<phase>.json under $OUT (default results/bench) and prints its table.
@@ -16,20 +19,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phase=${1:-all}
+case $phase in
+  tests|step|e2e|pipeline|sweep|all) ;;
+  *) echo "error: phase '$phase': use tests, step, e2e, pipeline, sweep or all" >&2; exit 2 ;;
+esac
 data=${2:-.data/flowers17}
 out=${OUT:-results/bench}
 wheels=${WHEELS:-.devwheels}
 mkdir -p "$out"
-if ! python3 -c "import pydantic" 2>/dev/null; then
+needs="import pydantic"
+[ "$phase" = sweep ] && needs="import pydantic, ray.tune"
+if ! python3 -c "$needs" 2>/dev/null; then
   if ! ls "$wheels"/*.whl > /dev/null 2>&1; then
-    echo "error: pydantic is not installed and $wheels/ holds no wheels; see the header of $0" >&2
+    echo "error: '$needs' fails and $wheels/ holds no wheels; see the header of $0" >&2
     exit 2
   fi
   python3 -m pip install -q --no-index --no-deps --no-compile --target .devsite "$wheels"/*.whl
   export PYTHONPATH=$PWD/.devsite${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if [ "$phase" != tests ] && [ ! -d "$data" ]; then
+if [ "$phase" != tests ] && [ "$phase" != sweep ] && [ ! -d "$data" ]; then
   echo "error: dataset root '$data' does not exist; pass an ImageFolder root as the second argument" >&2
   exit 2
 fi
@@ -44,6 +53,9 @@ case $phase in
   step) run step step,syncs --compile both ;;
   e2e) run e2e e2e --compile both ;;
   pipeline) run pipeline pipeline,checkpoint --workers "0,4,8,$(nproc)" --images 512 ;;
-  all) for p in tests step e2e pipeline; do bash "$0" "$p" "$data"; done ;;
-  *) echo "error: phase '$phase': use tests, step, e2e, pipeline or all" >&2; exit 2 ;;
+  sweep)
+    echo "== sweep ($(date -u +%H:%M:%S))"
+    python3 benchmarks/bench.py --mode sweep --recipe tort --sweep-trial demo --device cuda \
+      --json "$out/bench-sweep.json" ;;
+  all) for p in tests step e2e pipeline sweep; do bash "$0" "$p" "$data"; done ;;
 esac
