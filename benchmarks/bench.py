@@ -292,6 +292,16 @@ def analyse_step(cfg: RunConfig, num_classes: int) -> StepAnalysis:
 # ---------------------------------------------------------------------------------------------
 # Modes
 
+def describe_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> str:
+    """'fused AdamW in Lookahead', 'per-tensor Adam', ...: which of torch's implementations steps."""
+    base = getattr(optimizer, "_base_optimizer", optimizer)
+    d = base.defaults
+    # torch picks foreach by itself (foreach=None) only where every parameter is on CUDA.
+    impl = "fused" if d.get("fused") else "foreach" if d.get("foreach") or (
+        d.get("foreach") is None and device.type == "cuda") else "per-tensor"
+    return f"{impl} {type(base).__name__}" + (" in Lookahead" if base is not optimizer else "")
+
+
 def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: int, warmup: int,
                flops_per_sample: float | None, peak: float | None, variant: str) -> Row:
     graphs_before = _compiled_graphs()  # a process-wide count: an earlier recipe's graphs are in it
@@ -311,7 +321,9 @@ def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: in
     rate = steps * cfg.batch_size / dt
     tflops, mfu = _throughput(flops_per_sample, rate, peak)
     extra = {"steps": steps, "warmup": warmup, "warmup_seconds": t_first, "ms_per_step": 1e3 * dt / steps}
-    note = f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s"
+    note = (f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s; "
+            f"{describe_optimizer(runner.optimizer, device)}")
+    extra["optimizer"] = describe_optimizer(runner.optimizer, device)
     if variant == "compiled":
         after = _compiled_graphs()
         graphs = after - graphs_before if after is not None and graphs_before is not None else None

@@ -14,15 +14,23 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .registry import suggest
 
 Pair = tuple[float, float]
+
+
+def _switch(value: Any) -> Any:
+    # YAML, in spec files and in --set alike, reads a bare on/off (and yes/no) as a boolean.
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch)]
 
 
 class _Section(BaseModel):
@@ -188,6 +196,10 @@ class OptimConfig(_Section):
     clip_grad: float | None = Field(3.0, gt=0, description="global gradient-norm clip; null disables")
     betas: Pair = (0.9, 0.999)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (fine-tuning)")
+    fused: Switch = Field(
+        "auto", description="torch's fused optimiser step (Adam, AdamW, SGD): one pass over the weights instead of "
+                            "the foreach kernels' several; auto: on CUDA. Same arithmetic up to rounding"
+    )
 
 
 class TeacherConfig(_Section):
@@ -215,7 +227,7 @@ class EvalConfig(_Section):
         "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding"
     )
     every: int = Field(1, ge=1, description="evaluate every N epochs (and always at the last)")
-    cache: Literal["auto", "on", "off"] = Field(
+    cache: Switch = Field(
         "auto", description="keep both splits' eval-transformed images (uint8, on the GPU when training there) after "
         "the first evaluation instead of decoding and resizing them at every one; auto: when they fit in cache_max_mb"
     )
@@ -292,7 +304,7 @@ class RunConfig(_Section):
 RUNTIME_ONLY_KEYS = [("", "device"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
                      ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
                      ("", "checkpoint_every"), ("", "checkpoint_write"), ("eval", "cache"),
-                     ("eval", "cache_max_mb"), ("data", "decoded_cache_mb")]
+                     ("eval", "cache_max_mb"), ("data", "decoded_cache_mb"), ("optim", "fused")]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -453,17 +465,21 @@ def build_config(
 
 
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
-    """Names that live in registries outside this module: dataset and timm model."""
+    """Names that live in registries outside this module: dataset, timm model and timm optimizer."""
     from .data import DATASETS
     from .models import check_model_name
+    from .optim import check_optimizer
 
     for key, check in (("data.dataset", lambda: DATASETS.get(cfg.data.dataset)),
-                       ("model.name", lambda: check_model_name(cfg.model.name))):
+                       ("model.name", lambda: check_model_name(cfg.model.name)),
+                       ("optim", lambda: check_optimizer(cfg.optim.name, cfg.optim.fused))):
         try:
             check()
         except ConfigError as err:
-            msg = str(err).removeprefix(f"{key}: ")
-            raise ConfigError(f"{where}: {key}: {msg}") from None
+            msg = str(err)  # "key: problem", or the problem alone
+            if not msg.startswith(f"{key.split('.')[0]}."):
+                msg = f"{key}: {msg}"
+            raise ConfigError(f"{where}: {msg}") from None
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from timm.optim import create_optimizer_v2, list_optimizers, param_groups_weight_decay
+from timm.optim import param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -35,6 +35,7 @@ from .data import DatasetPair, DecodedImages, Transformed, in_memory, limit, loa
 from .errors import ConfigError, TrainingFailed
 from .evaluate import CachedSplit, evaluate
 from .losses import LossContext, teacher_temperature
+from .optim import create_optimizer
 from .recipes import RECIPES, Augmentation, TrainingSystem
 from .views import eval_transform
 
@@ -187,19 +188,18 @@ def resolve_device(name: str) -> torch.device:
 # Optimiser and schedule
 
 def build_optimizer(system: TrainingSystem, cfg: RunConfig) -> torch.optim.Optimizer:
-    name = cfg.optim.name
-    base = name.removeprefix("lookahead_")
-    if base not in list_optimizers():
-        raise ConfigError(f"optim.name: unknown timm optimizer '{name}'; see timm.optim.list_optimizers()")
+    """timm's optimizer `cfg.optim.name` over the trainable parameters, with no weight decay on
+    norms, biases and the modules' own no_weight_decay() (optim.py: fused step, Lookahead)."""
     module = system.trainable()
     no_decay: set[str] = set()
     for prefix, m in module.named_modules():
         if hasattr(m, "no_weight_decay"):
             no_decay |= {f"{prefix}.{n}" if prefix else n for n in m.no_weight_decay()}
     groups = param_groups_weight_decay(module, cfg.optim.weight_decay, no_weight_decay_list=no_decay)
-    extra: dict[str, Any] = {"betas": tuple(cfg.optim.betas)} if "adam" in base else {}
-    return create_optimizer_v2(groups, opt=name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                               momentum=cfg.optim.momentum, **extra)
+    extra: dict[str, Any] = {"betas": tuple(cfg.optim.betas)} if "adam" in cfg.optim.name else {}
+    device = next(module.parameters()).device
+    return create_optimizer(groups, name=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                            momentum=cfg.optim.momentum, fused=cfg.optim.fused, device=device, **extra)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int) -> CosineLRScheduler:

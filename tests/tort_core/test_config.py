@@ -52,6 +52,9 @@ def test_profile_then_overrides_win():
     (["optim.warmup_epochs=200"], "warmup_epochs"),
     (["data.dataset=flowers"], "data.dataset"),
     (["model.name=vit_bse_patch16_224"], "model.name"),
+    (["optim.name=adamx"], "optim.name: unknown timm optimizer 'adamx'"),
+    (["optim.fused=fast"], "optim.fused"),
+    (["optim.name=lookahead_nadamw", "optim.fused=on"], "optim.fused: on, but 'nadamw' has no fused step"),
     (["novalue"], "key=value"),
 ])
 def test_bad_overrides_fail_with_one_line_naming_the_key(sets, fragment):
@@ -59,6 +62,13 @@ def test_bad_overrides_fail_with_one_line_naming_the_key(sets, fragment):
         build_config("tort", "demo", overrides=parse_sets(sets))
     message = str(info.value)
     assert fragment in message and "\n" not in message
+
+
+def test_on_and_off_switches_accept_what_yaml_reads_as_booleans():
+    # `--set eval.cache=on` and `eval.cache: off` in a spec reach the config as True/False.
+    cfg = build_config("tort", "demo", overrides=parse_sets(["eval.cache=on", "optim.fused=off"]))
+    assert (cfg.eval.cache, cfg.optim.fused) == ("on", "off")
+    assert build_config("tort", "demo", overrides={"eval.cache": False}).eval.cache == "off"
 
 
 def test_setting_one_entry_of_a_dict_field_keeps_the_others():
@@ -83,7 +93,7 @@ def test_finetune_needs_a_local_checkpoint():
 
 def test_content_hash_is_stable_and_ignores_runtime_settings():
     a = build_config("tort", "demo")
-    b = build_config("tort", "demo", overrides={"device": "cpu", "data.num_workers": 3})
+    b = build_config("tort", "demo", overrides={"device": "cpu", "data.num_workers": 3, "optim.fused": "on"})
     c = build_config("tort", "demo", overrides={"loss.teacher_temp": 0.06})
     assert a.content_hash() == b.content_hash() != c.content_hash()
     assert RunConfig.model_validate(a.model_dump(mode="json")).content_hash() == a.content_hash()

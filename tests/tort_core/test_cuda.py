@@ -117,3 +117,33 @@ def test_device_normalize_on_cuda_is_totensor_and_normalize_bit_for_bit():
     expected = T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)(levels.float().div(255))
     got, _ = DeviceNormalize()((levels.cuda(), torch.zeros(2)))
     assert torch.equal(got.cpu(), expected)  # the eval cache and sota's device half rely on it
+
+
+def test_the_fused_step_and_foreach_lookahead_on_cuda():
+    from timm.optim import Lookahead
+
+    from tort_core.optim import ForeachLookahead, create_optimizer
+
+    def model(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.LayerNorm(64), torch.nn.Linear(64, 8)).cuda()
+
+    def train(net, opt):
+        gen = torch.Generator(device="cuda").manual_seed(1)
+        for _ in range(7):
+            opt.zero_grad(set_to_none=True)
+            net(torch.randn(16, 64, device="cuda", generator=gen)).square().mean().backward()
+            opt.step()
+        opt.sync_lookahead()
+
+    nets = [model(0) for _ in range(3)]
+    auto = create_optimizer(nets[0].parameters(), name="lookahead_adamw", lr=0.01, weight_decay=0.04, momentum=0.9,
+                            fused="auto", device=torch.device("cuda"))
+    assert auto._base_optimizer.defaults["fused"] is True  # auto: the fused step on CUDA
+    foreach = ForeachLookahead(torch.optim.AdamW(nets[1].parameters(), lr=0.01, weight_decay=0.04, foreach=True))
+    loop = Lookahead(torch.optim.AdamW(nets[2].parameters(), lr=0.01, weight_decay=0.04, foreach=True))
+    for net, opt in zip(nets, (auto, foreach, loop)):
+        train(net, opt)
+    for a, b, c in zip(*(n.parameters() for n in nets)):
+        assert torch.equal(b, c)  # the foreach slow update is timm's loop, bit for bit
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)  # fused: the same step up to rounding

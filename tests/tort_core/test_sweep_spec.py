@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tort_core.errors import ConfigError
-from tort_core.sweep import load_spec, spec_from_dict
+from tort_core.sweep import expand, load_spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -141,6 +141,15 @@ def test_nested_overrides_and_seed_forms():
     with pytest.raises(ConfigError, match="resources.cpus"):
         spec_from_dict({"name": "c", "resources": {"cpus": 0}})
     assert spec_from_dict({"name": "d", "resources": {"gpus": 0.25}}).resources.gpus == 0.25
+
+
+def test_a_spec_may_write_switches_as_bare_on_and_off(tmp_path):
+    path = tmp_path / "switches.yaml"
+    path.write_text("name: switches\nprofile: demo\noverrides: {optim.fused: off}\naxes:\n  eval.cache: [on, off]\n")
+    exp = expand(load_spec(path))
+    # eval.cache does not change what a run computes: the two grid points are one trial.
+    assert len(exp.trials) == 1 and exp.duplicates == 1
+    assert (exp.trials[0].config.eval.cache, exp.trials[0].config.optim.fused) == ("on", "off")
 
 
 def test_a_missing_dataset_root_fails_before_any_trial(tmp_path, monkeypatch, capsys):
