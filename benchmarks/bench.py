@@ -1014,10 +1014,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = {"no": [False], "yes": [True], "both": [False, True]}[compile_choice]
     recipes = list(RECIPE_NAMES) if args.recipe == "both" else [args.recipe]
     env = environment(device)
-    rows: list[Row] = []
     breakdown: list[dict[str, Any]] = []
     breakdown_ops: list[dict[str, Any]] = []
     analyses: dict[str, StepAnalysis] = {}
+
+    def result(partial: bool) -> dict[str, Any]:
+        out = {"env": env, "peak_tflops": peak, "profile": args.profile, "tiny": args.tiny, "partial": partial,
+               "rows": [asdict(r) for r in rows], "breakdown": breakdown, "breakdown_ops": breakdown_ops,
+               "flops_per_step": {k: a.flops_per_step for k, a in analyses.items()}}
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.json.with_name(args.json.name + ".tmp")
+            tmp.write_text(json.dumps(out, indent=2, default=str))
+            os.replace(tmp, args.json)
+        return out
+
+    rows = LiveRows(lambda: result(partial=True))
     datasets: dict[tuple[str, str], DatasetPair] = {}  # both recipes read the same dataset
     for recipe in recipes:
         cfg = build_config(recipe, args.profile, overrides=overrides_for(args, recipe))
@@ -1107,13 +1119,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                        args.sweep_trial))
     env["load_avg_end"] = os.getloadavg()
     render(env, rows, breakdown, breakdown_ops, analyses, peak)
-    out = {"env": env, "peak_tflops": peak, "profile": args.profile, "tiny": args.tiny,
-           "rows": [asdict(r) for r in rows], "breakdown": breakdown, "breakdown_ops": breakdown_ops,
-           "flops_per_step": {k: a.flops_per_step for k, a in analyses.items()}}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=str))
-    return out
+    return result(partial=False)
+
+
+class LiveRows(list):
+    """The rows so far. Each is printed (stderr) as it is measured and the --json file rewritten
+    with "partial": true, so a run cut off by a time limit (a lent GPU's 10-minute slot) still
+    leaves every row it finished."""
+
+    def __init__(self, save) -> None:
+        super().__init__()
+        self._save, self._t0 = save, time.perf_counter()
+
+    def append(self, row: Row) -> None:
+        self.extend([row])
+
+    def extend(self, new) -> None:
+        new = list(new)
+        super().extend(new)
+        for r in new:
+            mfu = "" if r.mfu is None else f", MFU {100 * r.mfu:.1f}%"
+            print(f"[{time.perf_counter() - self._t0:.0f} s] {r.recipe} {r.mode} {r.variant}: samples/s "
+                  f"{_fmt(r.samples_per_s)}{mfu}, peak MB {_fmt(r.peak_mem_mb, 0)}; {r.note}", file=sys.stderr,
+                  flush=True)
+        self._save()
 
 
 def main(argv: list[str] | None = None) -> int:

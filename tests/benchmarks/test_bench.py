@@ -113,8 +113,10 @@ def test_the_command_line_runs_startup_and_writes_json(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--recipe", "sota", "--mode", "startup",
                            "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "startup" in proc.stdout
-    (row,) = json.loads(out.read_text())["rows"]
+    assert "startup" in proc.stdout and "sota startup" in proc.stderr  # the row, also as it was measured
+    result = json.loads(out.read_text())
+    assert result["partial"] is False
+    (row,) = result["rows"]
     assert row["mode"] == "startup" and row["seconds"] > 0
     assert all(row["extra"][k] >= 0 for k in ("interpreter", "torch", "tort_core+timm", "dataset", "model"))
 
@@ -129,6 +131,24 @@ def test_the_checkpoint_mode_times_both_writers_and_cleans_up(bench, tmp_path):
     assert len(background["extra"]["stall_seconds"]) == len(background["extra"]["write_seconds"]) == 2
     assert all(s > 0 for s in background["extra"]["write_seconds"])
     assert list((tmp_path / "w").iterdir()) == []  # the scratch folder is gone
+
+
+def test_a_run_cut_off_midway_leaves_the_rows_it_finished(bench, tmp_path, monkeypatch):
+    # As when a lent GPU's time limit stops a phase: the first recipe's row is in the JSON already.
+    calls = []
+
+    def startup(recipe, profile, overrides):
+        calls.append(recipe)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return bench.Row(recipe, "startup", seconds=1.0, note="stand-in")
+
+    monkeypatch.setattr(bench, "bench_startup", startup)
+    out = tmp_path / "cut.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--tiny", "--recipe", "both", "--mode", "startup", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["partial"] is True and [r["recipe"] for r in result["rows"]] == ["tort"]
 
 
 def test_a_bad_mode_is_refused(bench, capsys):
