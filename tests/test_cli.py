@@ -1,4 +1,4 @@
-"""The `tort` command line as a user runs it: a real subprocess."""
+"""The `tort` command line as a user runs it: a real subprocess (bad-input cases through cli.main)."""
 
 import json
 import subprocess
@@ -54,13 +54,29 @@ def test_train_demo_end_to_end_writes_parquet(tmp_path):
     (["train", "--dataset", "flowers102"], "needs a local root"),
     (["train", "--profile", "demo", "--mode", "finetune", "--init", "/nonexistent.pt"], "does not exist"),
 ])
-def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, args, fragment):
-    proc = tort(*args, cwd=tmp_path, timeout=120)
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, args, fragment, monkeypatch, capsys):
+    # In this process (cli.main, as the entry point calls it): a subprocess per case would spend its
+    # seconds importing torch. The installed command's own exit is checked below.
+    import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["tort", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing was written
+
+
+def test_the_installed_command_exits_2_on_bad_input(tmp_path):
+    proc = tort("train", "--profile", "demo", "--set", "optim.name=adamx", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "runs").exists()  # nothing was written
+    assert len(lines) == 1 and "optim.name: unknown timm optimizer 'adamx'" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_config_prints_the_resolved_yaml_and_keys():
