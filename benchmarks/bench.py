@@ -320,10 +320,9 @@ def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: in
     dt = time.perf_counter() - t0
     rate = steps * cfg.batch_size / dt
     tflops, mfu = _throughput(flops_per_sample, rate, peak)
-    extra = {"steps": steps, "warmup": warmup, "warmup_seconds": t_first, "ms_per_step": 1e3 * dt / steps}
-    note = (f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s; "
-            f"{describe_optimizer(runner.optimizer, device)}")
-    extra["optimizer"] = describe_optimizer(runner.optimizer, device)
+    extra = {"steps": steps, "warmup": warmup, "warmup_seconds": t_first, "ms_per_step": 1e3 * dt / steps,
+             "optimizer": describe_optimizer(runner.optimizer, device)}
+    note = f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s; {extra['optimizer']}"
     if variant == "compiled":
         after = _compiled_graphs()
         graphs = after - graphs_before if after is not None and graphs_before is not None else None

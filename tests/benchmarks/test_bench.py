@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -108,12 +107,11 @@ def test_the_spy_finds_syncs_and_ignores_host_only_scalars(bench):
     assert len(spy.h2d) == 1
 
 
-def test_the_command_line_runs_startup_and_writes_json(tmp_path):
+def test_the_startup_mode_times_a_fresh_process_and_writes_json(bench, tmp_path, capsys):
     out = tmp_path / "startup.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--recipe", "sota", "--mode", "startup",
-                           "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "startup" in proc.stdout and "sota startup" in proc.stderr  # the row, also as it was measured
+    assert bench.main(["--tiny", "--recipe", "sota", "--mode", "startup", "--json", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "startup" in cap.out and "sota startup" in cap.err  # the table, and the row as it was measured
     result = json.loads(out.read_text())
     assert result["partial"] is False
     (row,) = result["rows"]
