@@ -11,10 +11,15 @@ and slow the loop's dispatch exactly when it should overlap.
 Both writers publish a file only when it is complete (written aside, then `os.replace`), so a
 reader or a resumed run sees the previous checkpoint or the new one, never part of one. A writer
 whose trainer died discards what it was writing rather than publish it late.
+
+A writer process outlives the run that started it: `release` hands it to the next run in the same
+process (a reused Ray actor's next trial), which would otherwise start another interpreter and
+import torch again, seconds of a core taken from a trial that on a GPU may itself last seconds.
 """
 
 from __future__ import annotations
 
+import atexit
 import mmap
 import os
 import pickle
@@ -22,6 +27,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +75,8 @@ class SyncWriter:
 
     def wait(self) -> None: ...
 
+    def release(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -86,9 +94,41 @@ def write_mode(mode: str, device: torch.device) -> str:
     return "sync"
 
 
+_spare_lock = threading.Lock()
+_spare: BackgroundWriter | None = None  # a writer process released by an earlier run, idle
+
+
 def checkpoint_writer(mode: str, device: torch.device) -> SyncWriter | BackgroundWriter:
-    """The writer for `checkpoint_write` (see `write_mode`)."""
-    return BackgroundWriter() if write_mode(mode, device) == "background" else SyncWriter()
+    """The writer for `checkpoint_write` (see `write_mode`): for background writes the process an
+    earlier run released, if it is still alive, else a new one. A run ends its use with `release`."""
+    if write_mode(mode, device) != "background":
+        return SyncWriter()
+    global _spare
+    with _spare_lock:
+        writer, _spare = _spare, None
+    if writer is not None and writer.alive:
+        return writer
+    if writer is not None:
+        writer.close()
+    return BackgroundWriter()
+
+
+def _keep_spare(writer: BackgroundWriter) -> None:
+    global _spare
+    with _spare_lock:
+        if _spare is None:
+            _spare, writer = writer, None
+    if writer is not None:
+        writer.close()  # runs ran side by side: one idle process is enough
+
+
+@atexit.register
+def _stop_spare() -> None:
+    global _spare
+    with _spare_lock:
+        writer, _spare = _spare, None
+    if writer is not None:
+        writer.close()
 
 
 @dataclass(frozen=True)
@@ -239,6 +279,11 @@ class BackgroundWriter:
     def pid(self) -> int:
         return self._proc.pid
 
+    @property
+    def alive(self) -> bool:
+        """Whether the process runs and the channel to it can be trusted."""
+        return not self._broken and self._proc.poll() is None
+
     def save(self, path: Path, payload: dict[str, Any]) -> None:
         self.wait()
         tensors: list[torch.Tensor] = []
@@ -333,10 +378,31 @@ class BackgroundWriter:
             raise CheckpointError(f"could not write checkpoint {path}: {detail}")
         self.last_write_seconds = detail
 
+    def release(self) -> None:
+        """End a run's use of this writer: wait for its last checkpoint (raising CheckpointError
+        as `wait` does), free the snapshot buffer on both sides, and keep the process idle for the
+        next run in this process (`checkpoint_writer` hands it out). One that can no longer be
+        trusted is stopped instead."""
+        try:
+            self.wait()
+            if self._layout is not None:
+                self._drop_buffer()
+                self._request(_pickle(("release",)))
+        finally:
+            if self.alive:
+                _keep_spare(self)
+            else:
+                self.close()
+
+    def _drop_buffer(self) -> None:
+        self._unpin()
+        self._views = []  # the tensors view the mapping: drop them first
+        self._buffer, self._layout = None, None
+
     def close(self) -> None:
         """Wait for the last write, then stop the writer."""
         if self._layout is None and self._pending is None and not self._broken:
-            self._broken = "never used"  # nothing to wait for: no need to let it finish starting
+            self._broken = "idle"  # no buffer, no write: nothing to wait for, not even its start
         try:
             if not self._broken:
                 self.wait()
@@ -352,9 +418,7 @@ class BackgroundWriter:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-            self._unpin()
-            self._views = []  # the tensors view the mapping: drop them first
-            self._buffer, self._layout = None, None
+            self._drop_buffer()
 
 
 def _writer_main(fd: int, trainer_pid: int) -> None:
@@ -369,11 +433,13 @@ def _writer_main(fd: int, trainer_pid: int) -> None:
         kind = message[0]
         if kind == "stop":
             return
+        if kind == "release":
+            views = []  # the last view of the buffer gone, its mapping goes too
+            continue
         if kind == "buffer":
             _, size, layout = message
-            buffer = mmap.mmap(fds[0], size)
+            views = _views(mmap.mmap(fds[0], size), layout)  # the views hold the only reference
             os.close(fds[0])
-            views = _views(buffer, layout)
             continue
         _, path, skeleton = message
         path = Path(path)

@@ -364,10 +364,12 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
             # The checkpoint in flight still lands (a Ctrl-C does not reach the writer); a failure
             # of that write must not replace the error on its way out.
             with contextlib.suppress(Exception):
-                writer.close()
+                writer.release()
         raise
     if writer is not None:
-        writer.close()  # the last checkpoint is on disk before fit returns
+        # The last checkpoint is on disk before fit returns; the writer process stays for the
+        # next run in this process (a reused worker's next trial).
+        writer.release()
     for cb in callbacks:
         cb.on_fit_end(result)
     return result

@@ -141,6 +141,47 @@ def test_which_writer_each_setting_gives(monkeypatch):
         checkpoint_writer("background", torch.device("cpu"))
 
 
+def _mapped_buffers(pid: int | str) -> int:
+    return Path(f"/proc/{pid}/maps").read_text().count("memfd:tort-checkpoint")
+
+
+def test_a_released_writer_serves_the_next_run_in_the_process_and_holds_no_buffer(tmp_path):
+    cpu = torch.device("cpu")
+    first = checkpoint_writer("background", cpu)
+    first.save(tmp_path / "a.pt", {"p": torch.zeros(1000)})
+    ours = _mapped_buffers("self")
+    first.release()  # the run's end: its last checkpoint is on disk...
+    assert torch.equal(load_checkpoint(tmp_path / "a.pt")["p"], torch.zeros(1000))
+    assert _mapped_buffers("self") == ours - 1  # ...and the snapshot buffer is gone, here
+    deadline = time.monotonic() + 30
+    while _mapped_buffers(first.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _mapped_buffers(first.pid) == 0  # and in the idle writer
+
+    again = checkpoint_writer("background", cpu)
+    assert again is first and again.alive  # the next run: no new interpreter
+    side_by_side = checkpoint_writer("background", cpu)
+    assert side_by_side.pid != first.pid  # a run beside it gets its own
+    again.save(tmp_path / "b.pt", {"q": torch.ones(5)})
+    side_by_side.save(tmp_path / "c.pt", {"r": torch.ones(2, dtype=torch.bfloat16)})
+    again.release()
+    side_by_side.release()  # one idle process is kept, the other stopped
+    assert side_by_side._proc.wait(timeout=30) is not None
+    assert torch.equal(load_checkpoint(tmp_path / "b.pt")["q"], torch.ones(5))
+    assert load_checkpoint(tmp_path / "c.pt")["r"].dtype == torch.bfloat16
+
+    os.kill(first.pid, signal.SIGKILL)  # the idle writer dies (e.g. the OOM killer)
+    first._proc.wait(timeout=30)
+    fresh = checkpoint_writer("background", cpu)
+    try:
+        assert fresh is not first and fresh.alive
+        fresh.save(tmp_path / "d.pt", {"p": torch.ones(3)})
+        fresh.wait()
+        assert torch.equal(load_checkpoint(tmp_path / "d.pt")["p"], torch.ones(3))
+    finally:
+        fresh.close()
+
+
 def test_leftovers_of_killed_writes_are_discarded_and_nothing_else(tmp_path):
     for name in ("checkpoint.pt", "checkpoint.pt.tmp", "checkpoint.pt.4242.tmp", "config.yaml", "other.pt.tmp"):
         (tmp_path / name).write_text("x")
