@@ -385,10 +385,14 @@ class BackgroundWriter:
         trusted is stopped instead."""
         try:
             self.wait()
+        finally:  # a failed last write, too, leaves no buffer behind
             if self._layout is not None:
                 self._drop_buffer()
-                self._request(_pickle(("release",)))
-        finally:
+                if self.alive:
+                    try:
+                        self._request(_pickle(("release",)))
+                    except CheckpointError:
+                        pass  # the channel broke: the writer is stopped below
             if self.alive:
                 _keep_spare(self)
             else:

@@ -148,8 +148,13 @@ def _mapped_buffers(pid: int | str) -> int:
 def test_a_released_writer_serves_the_next_run_in_the_process_and_holds_no_buffer(tmp_path):
     cpu = torch.device("cpu")
     first = checkpoint_writer("background", cpu)
-    first.save(tmp_path / "a.pt", {"p": torch.zeros(1000)})
+    first.save(tmp_path / "missing" / "a.pt", {"p": torch.ones(10)})
     ours = _mapped_buffers("self")
+    with pytest.raises(CheckpointError, match="missing"):
+        first.release()  # a run whose last write failed...
+    assert _mapped_buffers("self") == ours - 1  # ...holds no buffer after it either
+    assert checkpoint_writer("background", cpu) is first  # and its writer serves on
+    first.save(tmp_path / "a.pt", {"p": torch.zeros(1000)})
     first.release()  # the run's end: its last checkpoint is on disk...
     assert torch.equal(load_checkpoint(tmp_path / "a.pt")["p"], torch.zeros(1000))
     assert _mapped_buffers("self") == ours - 1  # ...and the snapshot buffer is gone, here
