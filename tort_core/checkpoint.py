@@ -20,6 +20,7 @@ import torch again, seconds of a core taken from a trial that on a GPU may itsel
 from __future__ import annotations
 
 import atexit
+import contextlib
 import mmap
 import os
 import pickle
@@ -103,14 +104,19 @@ def checkpoint_writer(mode: str, device: torch.device) -> SyncWriter | Backgroun
     earlier run released, if it is still alive, else a new one. A run ends its use with `release`."""
     if write_mode(mode, device) != "background":
         return SyncWriter()
-    global _spare
-    with _spare_lock:
-        writer, _spare = _spare, None
+    writer = _take_spare()
     if writer is not None and writer.alive:
         return writer
     if writer is not None:
         writer.close()
     return BackgroundWriter()
+
+
+def _take_spare() -> BackgroundWriter | None:
+    global _spare
+    with _spare_lock:
+        writer, _spare = _spare, None
+    return writer
 
 
 def _keep_spare(writer: BackgroundWriter) -> None:
@@ -124,9 +130,7 @@ def _keep_spare(writer: BackgroundWriter) -> None:
 
 @atexit.register
 def _stop_spare() -> None:
-    global _spare
-    with _spare_lock:
-        writer, _spare = _spare, None
+    writer = _take_spare()
     if writer is not None:
         writer.close()
 
@@ -389,10 +393,8 @@ class BackgroundWriter:
             if self._layout is not None:
                 self._drop_buffer()
                 if self.alive:
-                    try:
+                    with contextlib.suppress(CheckpointError):  # the channel broke: stopped below
                         self._request(_pickle(("release",)))
-                    except CheckpointError:
-                        pass  # the channel broke: the writer is stopped below
             if self.alive:
                 _keep_spare(self)
             else:
