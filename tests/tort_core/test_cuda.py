@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tiny_config import ONE_BLOCK, train_steps, update_gap
 from tort_core import device_randaugment as D
 from tort_core.config import build_config
 from tort_core.device_views import DeviceViews, MultiCropDraws, pad_collate
@@ -77,6 +78,22 @@ def test_a_tiny_run_trains_on_cuda_with_device_augmentation(tiny_cfg, recipe):
         assert all(math.isfinite(r[k]) for k in MACHINE_METRICS if k in r)
         assert 0 <= r["data_wait_seconds"] <= r["train_seconds"] and r["peak_mem_mb"] > 0
 
+
+def test_a_compiled_tort_step_on_cuda_computes_what_the_eager_step_does(tiny_cfg):
+    # Under bf16 autocast the compiled kernels round differently (a fused chain keeps float32
+    # inside), so the match is to bf16 precision.
+    gen = torch.Generator().manual_seed(0)
+    views = [torch.randn(8, 3, s, s, generator=gen).cuda() for s in (32, 32, 32, 16, 16)]
+    batch = (views, torch.randint(0, 10, (8,), generator=gen).cuda())
+    cfg = lambda **kw: tiny_cfg(**ONE_BLOCK, device="cuda", **kw)  # noqa: E731
+    _, start = train_steps(cfg(), batch, steps=0)
+    eager, eager_state = train_steps(cfg(), batch, steps=3)
+    compiled, compiled_state = train_steps(cfg(compile=True), batch, steps=3)
+    for e, c in zip(eager, compiled):
+        assert e.keys() == c.keys() and {"loss", "loss_distill", "loss_rotation", "grad_norm"} <= e.keys()
+        for k in e:
+            torch.testing.assert_close(c[k].float(), e[k].float(), rtol=3e-2, atol=3e-2, msg=k)
+    assert update_gap(start, compiled_state, eager_state) < 0.05
 
 def test_the_background_writer_snapshots_gpu_tensors_at_save(tmp_path):
     from tort_core.checkpoint import BackgroundWriter, load_checkpoint
