@@ -244,6 +244,11 @@ class RunConfig(_Section):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = Field(False, description="torch.compile the backbones' forward and the device half of the views")
+    compile_random: Literal["eager", "fused"] = Field(
+        "eager", description="with compile=true, where dropout and stochastic-depth masks come from: eager (torch's "
+        "generator, the masks an eager run draws, so compiling changes only rounding; inductor's fallback_random) or "
+        "fused (drawn inside inductor's fused kernels: fewer passes over memory, other masks, its own trial id)"
+    )
     finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks")
     checkpoint_every: int = Field(
         1, ge=1, description="epochs between checkpoints (and always the last): the resume points. A tort ViT-B "
@@ -291,6 +296,8 @@ class RunConfig(_Section):
         data = self.model_dump(mode="json")
         for section, key in RUNTIME_ONLY_KEYS:
             (data[section] if section else data).pop(key, None)
+        if not (self.compile and self.compile_random == "fused"):
+            data.pop("compile_random")  # eager's masks: nothing else is computed (and older ids still hold)
         if self.data.dataset == "imagefolder" and self.data.root is not None:
             # The tree *is* the dataset here; its folder name identifies it on any machine, where
             # the full path of a torchvision root would not.

@@ -52,6 +52,18 @@ def create_backbone(cfg: ModelConfig, img_size: int) -> nn.Module:
     raise AssertionError("unreachable: the last way passes no geometry argument")  # pragma: no cover
 
 
+def compile_module(module: nn.Module, random: str = "eager") -> None:
+    """`torch.compile` `module` in place (its forward compiles at the first call).
+
+    By default inductor draws the random numbers of dropout and (on CUDA) stochastic depth inside
+    its own kernels, so a compiled run drops other units than the eager run of the same seed;
+    `random="eager"` makes those ops call the eager kernels on torch's generator (inductor's
+    `fallback_random`, scoped to this module's compilation), so that compiling changes only
+    rounding. `"fused"` keeps inductor's draws: fewer passes over the activations.
+    """
+    module.compile(options={"fallback_random": random == "eager"})
+
+
 def patch_size(backbone: nn.Module) -> int | None:
     """The side of the input patch that a token stands for at the first stage, if fixed."""
     embed = getattr(backbone, "patch_embed", None)

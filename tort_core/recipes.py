@@ -22,8 +22,8 @@ from .device_views import DeviceNormalize, DeviceViews, MultiCropDraws, pad_coll
 from .errors import ConfigError
 from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_PROJ, STUDENT_REGION, TEACHER_DENSE,
                      TEACHER_PROJ, TEACHER_REGION, LossContext, StepOutputs, build_losses)
-from .models import (DINOHead, check_view_size, cosine_momentum, create_backbone, ema_update, embed_dim,
-                     forward_views, forward_views_regions, load_init)
+from .models import (DINOHead, check_view_size, compile_module, cosine_momentum, create_backbone, ema_update,
+                     embed_dim, forward_views, forward_views_regions, load_init)
 from .registry import Registry
 from .views import GLOBAL_LIKE, MultiCropTransform, rotate, sample_rotations, supervised_transform
 
@@ -88,7 +88,7 @@ def _backbone(cfg: RunConfig) -> nn.Module:
     if cfg.model.init is not None:
         load_init(backbone, cfg.model.init)
     if cfg.compile:
-        backbone.compile()
+        compile_module(backbone, cfg.compile_random)
     return backbone
 
 

@@ -54,6 +54,7 @@ def test_profile_then_overrides_win():
     (["model.name=vit_bse_patch16_224"], "model.name"),
     (["optim.name=adamx"], "optim.name: unknown timm optimizer 'adamx'"),
     (["optim.fused=fast"], "optim.fused"),
+    (["compile_random=fast"], "compile_random"),
     (["optim.name=lookahead_nadamw", "optim.fused=on"], "optim.fused: on, but 'nadamw' has no fused step"),
     (["novalue"], "key=value"),
 ])
@@ -97,6 +98,13 @@ def test_content_hash_is_stable_and_ignores_runtime_settings():
     c = build_config("tort", "demo", overrides={"loss.teacher_temp": 0.06})
     assert a.content_hash() == b.content_hash() != c.content_hash()
     assert RunConfig.model_validate(a.model_dump(mode="json")).content_hash() == a.content_hash()
+
+
+def test_compile_random_is_in_the_id_only_where_it_changes_the_masks():
+    ids = lambda **kw: build_config("sota", "demo", overrides=kw).content_hash()  # noqa: E731
+    assert ids(compile_random="fused") == ids()  # not compiled: it changes nothing
+    assert ids(compile=True, compile_random="eager") == ids(compile=True)  # eager's masks, the default
+    assert ids(compile=True, compile_random="fused") != ids(compile=True)  # other units dropped
 
 
 def test_imagefolder_trees_get_different_ids_but_roots_of_one_dataset_do_not():

@@ -6,7 +6,7 @@ import torch
 from tort_core.config import HeadConfig, ModelConfig
 from tort_core.errors import ConfigError
 from tort_core.losses import LossContext
-from tort_core.models import (DINOHead, cosine_momentum, create_backbone, ema_update, forward_views, load_init,
+from tort_core.models import (DINOHead, compile_module, cosine_momentum, create_backbone, ema_update, forward_views, load_init,
                               resolution_groups)
 from tort_core.recipes import TortSystem
 
@@ -93,3 +93,20 @@ def test_init_rejects_missing_or_unmatched_files(tmp_path):
 def test_unknown_model_name():
     with pytest.raises(ConfigError, match="unknown timm model"):
         create_backbone(ModelConfig(name="vit_nonexistent_42"), 32)
+
+
+@pytest.mark.parametrize("random", ["eager", "fused"])
+def test_a_compiled_module_drops_the_units_eager_drops_unless_its_random_is_fused(random):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Dropout(0.5)).train()
+    x = torch.randn(32, 64)
+
+    def dropped():  # the units dropout zeroed, from the same generator state
+        torch.manual_seed(1)
+        return module(x) == 0
+
+    eager = dropped()
+    compile_module(module, random)
+    compiled = dropped()
+    assert abs(compiled.float().mean() - 0.5) < 0.02  # still dropout at rate 0.5
+    assert torch.equal(compiled, eager) == (random == "eager")

@@ -283,15 +283,17 @@ def test_a_compiled_step_computes_what_the_eager_step_does(tiny_cfg):
     from torch._dynamo.utils import counters
 
     # compile=true is a speed option only: the same losses and gradient norm, and the same weight
-    # updates (student, teacher by EMA, heads) as eager, up to float rounding. A one-block backbone
-    # keeps the compilation (two view sizes, forward and backward) to about 30 s on two cores.
+    # updates (student, teacher by EMA, heads) as eager, up to float rounding; with dropout on, the
+    # same units dropped (compile_random=eager). A one-block backbone keeps the compilation (two
+    # view sizes, forward and backward) to about 30 s on two cores.
     torch.manual_seed(0)
     views = [torch.randn(4, 3, 32, 32) for _ in range(3)] + [torch.randn(4, 3, 16, 16) for _ in range(2)]
     batch = (views, torch.randint(0, 10, (4,)))
-    _, start = train_steps(tiny_cfg(**ONE_BLOCK), batch, steps=0)
-    eager, eager_state = train_steps(tiny_cfg(**ONE_BLOCK), batch, steps=3)
+    cfg = lambda **kw: tiny_cfg(**ONE_BLOCK, **{"model.dropout": 0.1}, **kw)  # noqa: E731
+    _, start = train_steps(cfg(), batch, steps=0)
+    eager, eager_state = train_steps(cfg(), batch, steps=3)
     graphs = counters["stats"]["unique_graphs"]
-    compiled, compiled_state = train_steps(tiny_cfg(**ONE_BLOCK, compile=True), batch, steps=3)
+    compiled, compiled_state = train_steps(cfg(compile=True), batch, steps=3)
     assert counters["stats"]["unique_graphs"] > graphs  # it did compile
     for e, c in zip(eager, compiled):
         assert e.keys() == c.keys() and {"loss", "loss_distill", "loss_rotation", "grad_norm"} <= e.keys()
