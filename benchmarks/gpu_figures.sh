@@ -2,9 +2,11 @@
 # The GPU rows of README's performance section, in phases that each fit a 10-minute slot on a
 # lent GPU machine (or run them all on your own GPU):
 #
-#   bash benchmarks/gpu_figures.sh tests|step|e2e|pipeline|sweep|all [DATA_ROOT]
+#   bash benchmarks/gpu_figures.sh tests|step|random|e2e|pipeline|sweep|all [DATA_ROOT]
 #
 # `tests` first: tests/tort_core/test_cuda.py, what only a GPU can check (skipped elsewhere).
+# `random`: the compiled steps again with compile_random=fused (inductor draws dropout and
+# stochastic-depth masks in its kernels), against `step`'s compiled rows (eager's masks, the default).
 # `sweep` runs the issue's demo sweep (8 seeds of the demo profile at its own length, on the
 # embedded digits, one trial per GPU) through Ray Tune and says where its wall time goes; it needs
 # Ray, so carry the whole .devwheels (≈ 45 MB, from ../shared/device/prepare-wheels.sh) and no .data.
@@ -20,8 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 phase=${1:-all}
 case $phase in
-  tests|step|e2e|pipeline|sweep|all) ;;
-  *) echo "error: phase '$phase': use tests, step, e2e, pipeline, sweep or all" >&2; exit 2 ;;
+  tests|step|random|e2e|pipeline|sweep|all) ;;
+  *) echo "error: phase '$phase': use tests, step, random, e2e, pipeline, sweep or all" >&2; exit 2 ;;
 esac
 data=${2:-.data/flowers17}
 out=${OUT:-results/bench}
@@ -51,11 +53,12 @@ run() {  # one phase: its modes, then a JSON named after it
 case $phase in
   tests) python3 -m pytest -q -p no:cacheprovider tests/tort_core/test_cuda.py ;;
   step) run step step,syncs --compile both ;;
+  random) run random step --compile yes --set compile_random=fused ;;
   e2e) run e2e e2e --compile both ;;
   pipeline) run pipeline pipeline,checkpoint --workers "0,4,8,$(nproc)" --images 512 ;;
   sweep)
     echo "== sweep ($(date -u +%H:%M:%S))"
     python3 benchmarks/bench.py --mode sweep --recipe tort --sweep-trial demo --device cuda \
       --json "$out/bench-sweep.json" ;;
-  all) for p in tests step e2e pipeline sweep; do bash "$0" "$p" "$data"; done ;;
+  all) for p in tests step random e2e pipeline sweep; do bash "$0" "$p" "$data"; done ;;
 esac

@@ -53,6 +53,8 @@ def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
         assert row["tflops"] > 0  # FLOPs were counted, so achieved FLOP/s is known
         assert row["mfu"] is None  # no peak given on a CPU
         assert row["peak_mem_mb"] > 0
+    (step,) = rows(tiny_run, recipe, "step")
+    assert len(step["extra"]["losses"]) == 2 and all(x > 0 for x in step["extra"]["losses"])  # first, last
     (e2e,) = rows(tiny_run, recipe, "e2e")
     assert e2e["extra"]["checkpoint_write"] == "sync"  # auto on a CPU
     assert all(s > 0 for s in e2e["extra"]["checkpoint_seconds"])  # every epoch wrote one, as runs do
@@ -67,6 +69,14 @@ def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
     assert tiny_run["flops_per_step"][recipe] > 0
     parts = [b for b in tiny_run["breakdown"] if b["recipe"] == recipe]
     assert parts and all(b["ms_per_image"] >= 0 for b in parts)
+
+
+def test_a_compiled_step_row_says_how_far_its_losses_are_from_eager(bench):
+    eager = bench.Row("tort", "step", "eager", extra={"losses": [8.0, 4.0], "steps_run": 12})
+    compiled = bench.Row("tort", "step", "compiled", note="2 graphs", extra={"losses": [8.0, 4.2], "steps_run": 12})
+    bench.compare_losses(compiled, eager)
+    assert compiled.extra["loss_rel_gap_vs_eager"] == pytest.approx([0.0, 0.05])
+    assert compiled.note == "2 graphs; loss vs eager: 0.0e+00, 5.0e-02 apart (relative)"
 
 
 def test_eval_images_are_timed_through_the_loaders_and_from_the_cache(tiny_run):
