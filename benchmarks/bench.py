@@ -327,8 +327,8 @@ def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: in
     rate = steps * cfg.batch_size / dt
     tflops, mfu = _throughput(flops_per_sample, rate, peak)
     extra = {"steps": steps, "warmup": warmup, "warmup_seconds": t_first, "ms_per_step": 1e3 * dt / steps,
-             "optimizer": describe_optimizer(runner.optimizer, device), "losses": [float(runner.first_loss), float(runner.last_loss)],
-             "steps_run": runner.i}
+             "optimizer": describe_optimizer(runner.optimizer, device), "steps_run": runner.i,
+             "losses": [float(runner.first_loss), float(runner.last_loss)]}
     note = f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s; {extra['optimizer']}"
     if variant == "compiled":
         after = _compiled_graphs()
