@@ -15,8 +15,9 @@ TINY = {
 
 TINY_SETS = [f"{k}={v}" for k, v in TINY.items()]
 
-# A one-block backbone, for tests that pay per graph (torch.compile).
-ONE_BLOCK = {"model.kwargs": {"patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}}
+# A two-block backbone, for tests that pay per graph (torch.compile); two, so that stochastic depth
+# (0 in the first block, drop_path in the last) drops something.
+TWO_BLOCKS = {"model.kwargs": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}}
 
 
 def train_steps(cfg, batch, steps: int):

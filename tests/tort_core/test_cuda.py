@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tiny_config import ONE_BLOCK, train_steps, update_gap
+from tiny_config import TWO_BLOCKS, train_steps, update_gap
 from tort_core import device_randaugment as D
 from tort_core.config import build_config
 from tort_core.device_views import DeviceViews, MultiCropDraws, pad_collate
@@ -86,7 +86,7 @@ def test_a_compiled_tort_step_on_cuda_computes_what_the_eager_step_does(tiny_cfg
     gen = torch.Generator().manual_seed(0)
     views = [torch.randn(8, 3, s, s, generator=gen).cuda() for s in (32, 32, 32, 16, 16)]
     batch = (views, torch.randint(0, 10, (8,), generator=gen).cuda())
-    cfg = lambda **kw: tiny_cfg(**ONE_BLOCK, device="cuda", **{"model.dropout": 0.1}, **kw)  # noqa: E731
+    cfg = lambda **kw: tiny_cfg(**TWO_BLOCKS, device="cuda", **{"model.dropout": 0.1}, **kw)  # noqa: E731
     _, start = train_steps(cfg(), batch, steps=0)
     eager, eager_state = train_steps(cfg(), batch, steps=3)
     compiled, compiled_state = train_steps(cfg(compile=True), batch, steps=3)

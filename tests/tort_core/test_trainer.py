@@ -10,7 +10,7 @@ from timm.optim import Lookahead
 from tort_core.config import build_config
 from tort_core.losses import CLASS_LOGITS, LossContext
 from tort_core.recipes import TortSystem
-from tiny_config import ONE_BLOCK, train_steps, update_gap
+from tiny_config import TWO_BLOCKS, train_steps, update_gap
 from tort_core.trainer import (MACHINE_METRICS, Callback, EpochBatches, build_optimizer, build_scheduler, epoch_order,
                                fit)
 
@@ -283,13 +283,13 @@ def test_a_compiled_step_computes_what_the_eager_step_does(tiny_cfg):
     from torch._dynamo.utils import counters
 
     # compile=true is a speed option only: the same losses and gradient norm, and the same weight
-    # updates (student, teacher by EMA, heads) as eager, up to float rounding; with dropout on, the
-    # same units dropped (compile_random=eager). A one-block backbone keeps the compilation (two
-    # view sizes, forward and backward) to about 30 s on two cores.
+    # updates (student, teacher by EMA, heads) as eager, up to float rounding; with dropout and stochastic
+    # depth on, the same units dropped (compile_random=eager). A two-block backbone keeps the
+    # compilation (two view sizes, forward and backward) to about 30 s on two cores.
     torch.manual_seed(0)
     views = [torch.randn(4, 3, 32, 32) for _ in range(3)] + [torch.randn(4, 3, 16, 16) for _ in range(2)]
     batch = (views, torch.randint(0, 10, (4,)))
-    cfg = lambda **kw: tiny_cfg(**ONE_BLOCK, **{"model.dropout": 0.1}, **kw)  # noqa: E731
+    cfg = lambda **kw: tiny_cfg(**TWO_BLOCKS, **{"model.dropout": 0.1}, **kw)  # noqa: E731
     _, start = train_steps(cfg(), batch, steps=0)
     eager, eager_state = train_steps(cfg(), batch, steps=3)
     graphs = counters["stats"]["unique_graphs"]
@@ -300,4 +300,4 @@ def test_a_compiled_step_computes_what_the_eager_step_does(tiny_cfg):
         for k in e:
             torch.testing.assert_close(c[k], e[k], rtol=1e-5, atol=1e-6, msg=k)
     assert compiled_state.keys() == eager_state.keys()
-    assert update_gap(start, compiled_state, eager_state) < 1e-4  # 4e-6 on the 2-core VM
+    assert update_gap(start, compiled_state, eager_state) < 1e-4  # 6e-6 on the 2-core VM
