@@ -341,9 +341,11 @@ def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: in
 
 
 def compare_losses(compiled: Row, eager: Row) -> None:
-    """Note on the compiled step row how far its first and last losses are from eager's, from the
-    same weights on the same batch: compile=true must change the speed only (tests check that on
-    tiny models; this, at full size, is reported, not asserted)."""
+    """Note on a compiled row how far its first and last losses (step: steps; e2e: epoch means) are
+    from eager's, both from the same seed: compile=true must change the speed only (tests check that
+    on tiny models; this, at full size, is reported, not asserted)."""
+    if "losses" not in eager.extra:  # eager's fit failed: nothing to compare
+        return
     assert compiled.extra["steps_run"] == eager.extra["steps_run"]
     gaps = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(compiled.extra["losses"], eager.extra["losses"])]
     compiled.extra["loss_rel_gap_vs_eager"] = gaps
@@ -596,7 +598,8 @@ def bench_e2e(cfg: RunConfig, data: DatasetPair, flops_per_sample: float | None,
                note, {"steps": steps, "cold_samples_per_s": cold["samples_per_s"], "fit_seconds": wall,
                       "data_wait_seconds": warm["data_wait_seconds"], "checkpoint_write": writer,
                       "checkpoint_seconds": [r["checkpoint_seconds"] for r in result.records],
-                      "workers": cfg.data.num_workers, "augment_on": augment})
+                      "workers": cfg.data.num_workers, "augment_on": augment,
+                      "losses": [cold["loss"], warm["loss"]], "steps_run": warm["step"]})
 
 
 _STARTUP_CHILD = r"""
@@ -1088,6 +1091,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 extra = e2e_overrides(vcfg.batch_size, len(edata.train), args.steps)  # type: ignore[arg-type]
                 ecfg = build_config(recipe, args.profile, overrides={**overrides_for(args, recipe, compiled), **extra})
                 rows.append(bench_e2e(ecfg, edata, flops_per_sample, peak, variant, args.checkpoint_dir))
+                if compiled and False in variants and "losses" in rows[-1].extra:
+                    compare_losses(rows[-1], next(r for r in rows if r.recipe == recipe and r.mode == "e2e"))
         if "pipeline" in args.modes:
             assert data is not None
             note = ""
