@@ -69,7 +69,7 @@ from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
 from tort_core.recipes import RECIPES
 from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint, write_mode
-from tort_core.trainer import (SeededViews, epoch_order, _peak_memory_mb, _to_device, augmentation,
+from tort_core.trainer import (SeededViews, epoch_order, _peak_memory_mb, _to_device, augmentation, autocast_for,
                                build_optimizer, build_scheduler, checkpoint_payload, eval_splits, fit, resolve_device,
                                seed_all, train_step)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
@@ -162,8 +162,7 @@ class StepRunner:
         self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
         self.clip_params = [p for p in self.system.trainable().parameters() if p.requires_grad]
         self.total_steps = cfg.total_epochs * steps_per_epoch
-        use_amp = cfg.amp and device.type == "cuda"
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+        self.autocast = autocast_for(cfg, device)
         self.sums: dict[str, torch.Tensor] = {}
         self.first_loss: torch.Tensor | None = None  # on the device: read after the timing
         self.last_loss: torch.Tensor | None = None

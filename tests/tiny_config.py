@@ -23,13 +23,12 @@ TWO_BLOCKS = {"model.kwargs": {"patch_size": 8, "embed_dim": 32, "depth": 2, "nu
 def train_steps(cfg, batch, steps: int):
     """`steps` of the trainer's own step (`trainer.train_step`) of Tort on one batch, on
     `cfg.device` with the trainer's autocast: each step's metrics and the final state_dict."""
-    import contextlib
-
     import torch
 
     from tort_core.losses import LossContext
     from tort_core.recipes import TortSystem
-    from tort_core.trainer import build_optimizer, build_scheduler, resolve_device, seed_all, train_step
+    from tort_core.trainer import (autocast_for, build_optimizer, build_scheduler, resolve_device, seed_all,
+                                   train_step)
 
     device = resolve_device(cfg.device)
     seed_all(0)
@@ -38,12 +37,11 @@ def train_steps(cfg, batch, steps: int):
     optimizer = build_optimizer(system, cfg)
     scheduler = build_scheduler(optimizer, cfg, 4)
     clip = [p for p in system.trainable().parameters() if p.requires_grad]
-    amp = cfg.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
     torch.manual_seed(1)  # the rotations each step draws
     metrics = []
     for step in range(steps):
-        m, _ = train_step(cfg, system, optimizer, scheduler, clip, batch, LossContext(0, step, 8, 10), autocast)
+        m, _ = train_step(cfg, system, optimizer, scheduler, clip, batch, LossContext(0, step, 8, 10),
+                          autocast_for(cfg, device))
         metrics.append({k: v.detach().clone() for k, v in m.items()})
     return metrics, system.state_dict()
 

@@ -17,7 +17,7 @@ import math
 import random
 import resource
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,8 +262,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
         run_dir.mkdir(parents=True, exist_ok=True)
     config_id = cfg.content_hash()
     device = resolve_device(cfg.device)
-    use_amp = cfg.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    autocast = autocast_for(cfg, device)
 
     # Data
     seed_all(cfg.seed)
@@ -426,6 +425,13 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
         "data_wait_seconds": data_wait,
     })
     return record
+
+
+def autocast_for(cfg: RunConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """The context each step runs its forward in: bf16 autocast on CUDA with `amp`, else none."""
+    if cfg.amp and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 def train_step(cfg: RunConfig, system: TrainingSystem, optimizer, scheduler, clip_params: list[torch.Tensor],
