@@ -343,7 +343,7 @@ def compare_losses(compiled: Row, eager: Row) -> None:
     """Note on a compiled row how far its first and last losses (step: steps; e2e: epoch means) are
     from eager's, both from the same seed: compile=true must change the speed only (tests check that
     on tiny models; this, at full size, is reported, not asserted)."""
-    if "losses" not in eager.extra:  # eager's fit failed: nothing to compare
+    if "losses" not in eager.extra or "losses" not in compiled.extra:  # a fit failed: nothing to compare
         return
     assert compiled.extra["steps_run"] == eager.extra["steps_run"]
     gaps = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(compiled.extra["losses"], eager.extra["losses"])]
@@ -1051,6 +1051,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return out
 
     rows = LiveRows(lambda: result(partial=True))
+
+    def add_run(row: Row) -> None:
+        """A step or e2e row; a compiled one first notes its losses against its eager twin's."""
+        twin = next((r for r in rows if (r.recipe, r.mode, r.variant) == (row.recipe, row.mode, "eager")), None)
+        if row.variant == "compiled" and twin is not None:
+            compare_losses(row, twin)
+        rows.append(row)
     datasets: dict[tuple[str, str], DatasetPair] = {}  # both recipes read the same dataset
     for recipe in recipes:
         cfg = build_config(recipe, args.profile, overrides=overrides_for(args, recipe))
@@ -1076,10 +1083,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             variant = "compiled" if compiled else "eager"
             vcfg = build_config(recipe, args.profile, overrides=overrides_for(args, recipe, compiled))
             if "step" in args.modes:
-                rows.append(bench_step(vcfg, num_classes, device, args.steps, step_warmup, flops_per_sample, peak,
-                                       variant))
-                if compiled and False in variants:
-                    compare_losses(rows[-1], next(r for r in rows if r.recipe == recipe and r.mode == "step"))
+                add_run(bench_step(vcfg, num_classes, device, args.steps, step_warmup, flops_per_sample, peak,
+                                   variant))
             if "e2e" in args.modes:
                 assert data is not None
                 # A small training set (flowers17: 680 images, 10 sota steps) is cycled to --steps
@@ -1089,9 +1094,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     Cycled(data.train, need), data.test, data.num_classes, data.name)
                 extra = e2e_overrides(vcfg.batch_size, len(edata.train), args.steps)  # type: ignore[arg-type]
                 ecfg = build_config(recipe, args.profile, overrides={**overrides_for(args, recipe, compiled), **extra})
-                rows.append(bench_e2e(ecfg, edata, flops_per_sample, peak, variant, args.checkpoint_dir))
-                if compiled and False in variants and "losses" in rows[-1].extra:
-                    compare_losses(rows[-1], next(r for r in rows if r.recipe == recipe and r.mode == "e2e"))
+                add_run(bench_e2e(ecfg, edata, flops_per_sample, peak, variant, args.checkpoint_dir))
         if "pipeline" in args.modes:
             assert data is not None
             note = ""

@@ -96,6 +96,7 @@ def test_a_compiled_tort_step_on_cuda_computes_what_the_eager_step_does(tiny_cfg
             torch.testing.assert_close(c[k].float(), e[k].float(), rtol=3e-2, atol=3e-2, msg=k)
     assert update_gap(start, compiled_state, eager_state) < 0.05
 
+
 def test_the_background_writer_snapshots_gpu_tensors_at_save(tmp_path):
     from tort_core.checkpoint import BackgroundWriter, load_checkpoint
 

@@ -6,8 +6,8 @@ import torch
 from tort_core.config import HeadConfig, ModelConfig
 from tort_core.errors import ConfigError
 from tort_core.losses import LossContext
-from tort_core.models import (DINOHead, compile_module, cosine_momentum, create_backbone, ema_update, forward_views, load_init,
-                              resolution_groups)
+from tort_core.models import (DINOHead, compile_module, cosine_momentum, create_backbone, ema_update, forward_views,
+                              load_init, resolution_groups)
 from tort_core.recipes import TortSystem
 
 TINY_VIT = ModelConfig(name="vit_tiny_patch16_224", kwargs={"patch_size": 8, "embed_dim": 32, "depth": 2,

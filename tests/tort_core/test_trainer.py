@@ -7,10 +7,10 @@ import pytest
 import torch
 from timm.optim import Lookahead
 
+from tiny_config import TWO_BLOCKS, train_steps, update_gap
 from tort_core.config import build_config
 from tort_core.losses import CLASS_LOGITS, LossContext
 from tort_core.recipes import TortSystem
-from tiny_config import TWO_BLOCKS, train_steps, update_gap
 from tort_core.trainer import (MACHINE_METRICS, Callback, EpochBatches, build_optimizer, build_scheduler, epoch_order,
                                fit)
 
@@ -283,9 +283,9 @@ def test_a_compiled_step_computes_what_the_eager_step_does(tiny_cfg):
     from torch._dynamo.utils import counters
 
     # compile=true is a speed option only: the same losses and gradient norm, and the same weight
-    # updates (student, teacher by EMA, heads) as eager, up to float rounding; with dropout and stochastic
-    # depth on, the same units dropped (compile_random=eager). A two-block backbone keeps the
-    # compilation (two view sizes, forward and backward) to about 30 s on two cores.
+    # updates (student, teacher by EMA, heads) as eager, up to float rounding; with dropout and
+    # stochastic depth on, the same units dropped (compile_random=eager). A two-block backbone keeps
+    # the compilation (two view sizes, forward and backward) to about 40 s on two cores.
     torch.manual_seed(0)
     views = [torch.randn(4, 3, 32, 32) for _ in range(3)] + [torch.randn(4, 3, 16, 16) for _ in range(2)]
     batch = (views, torch.randint(0, 10, (4,)))
