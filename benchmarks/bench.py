@@ -67,6 +67,7 @@ from tort_core.data import DatasetPair, DecodedImages, load_dataset
 from tort_core.device_views import DeviceNormalize
 from tort_core.errors import ConfigError, DataError
 from tort_core.losses import LossContext
+from tort_core.models import compiled_graphs
 from tort_core.recipes import RECIPES
 from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint, write_mode
 from tort_core.trainer import (SeededViews, epoch_order, _peak_memory_mb, _to_device, augmentation, autocast_for,
@@ -308,7 +309,7 @@ def describe_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -
 
 def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: int, warmup: int,
                flops_per_sample: float | None, peak: float | None, variant: str) -> Row:
-    graphs_before = _compiled_graphs()  # a process-wide count: an earlier recipe's graphs are in it
+    graphs_before = compiled_graphs()  # a process-wide count: an earlier recipe's graphs are in it
     seed_all(cfg.seed)  # eager and compiled rows start from the same weights, batch and rotations
     runner = StepRunner(cfg, num_classes, device)
     batch = synthetic_batch(cfg, num_classes, device)
@@ -330,7 +331,7 @@ def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: in
              "losses": [float(runner.first_loss), float(runner.last_loss)]}
     note = f"{1e3 * dt / steps:.1f} ms/step; warm-up {warmup} steps {t_first:.1f} s; {extra['optimizer']}"
     if variant == "compiled":
-        after = _compiled_graphs()
+        after = compiled_graphs()
         graphs = after - graphs_before if after is not None and graphs_before is not None else None
         if graphs is not None:
             extra["compiled_graphs"] = graphs
@@ -349,15 +350,6 @@ def compare_losses(compiled: Row, eager: Row) -> None:
     gaps = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(compiled.extra["losses"], eager.extra["losses"])]
     compiled.extra["loss_rel_gap_vs_eager"] = gaps
     compiled.note += "; loss vs eager: " + ", ".join(f"{g:.1e}" for g in gaps) + " apart (relative)"
-
-
-def _compiled_graphs() -> int | None:
-    try:
-        from torch._dynamo.utils import counters
-
-        return int(counters["stats"]["unique_graphs"])
-    except Exception:  # noqa: BLE001 - a private counter; absent in some versions
-        return None
 
 
 class _Keys(Sampler):

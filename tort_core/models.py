@@ -64,6 +64,18 @@ def compile_module(module: nn.Module, random: str = "eager") -> None:
     module.compile(options={"fallback_random": random == "eager"})
 
 
+def compiled_graphs() -> int | None:
+    """How many graphs dynamo has built in this process so far (None where this torch lacks the
+    private counter): the one way to tell that a compile built anything, since e.g. torch 2.11's
+    `Module.compile` silently compiles nothing for a module whose forward lives in torch's files."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:  # noqa: BLE001 - a private counter; absent in some versions
+        return None
+
+
 def patch_size(backbone: nn.Module) -> int | None:
     """The side of the input patch that a token stands for at the first stage, if fixed."""
     embed = getattr(backbone, "patch_embed", None)
