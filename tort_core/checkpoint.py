@@ -324,11 +324,9 @@ class BackgroundWriter:
         self._pin_refused = True
         # The refusal stays as CUDA's last error, which the next kernel-launch check anywhere in
         # training would raise: launch one here, so that it is read (and cleared) now.
-        try:
+        with contextlib.suppress(RuntimeError):  # the refusal itself: read, nothing else to do
             torch.empty(1, device=device).fill_(0)
             torch.cuda.synchronize(device)
-        except RuntimeError:
-            pass
 
     def _unpin(self) -> None:
         if self._pinned is not None:
@@ -414,10 +412,8 @@ class BackgroundWriter:
                 self.wait()
         finally:
             if not self._broken:
-                try:
+                with contextlib.suppress(OSError):  # the writer already exited: nothing to stop
                     _send(self._sock, ("stop",))
-                except OSError:
-                    pass
             self._sock.close()
             try:
                 self._proc.wait(timeout=0 if self._broken else 30)
