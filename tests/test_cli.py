@@ -25,6 +25,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow
 def test_train_demo_end_to_end_writes_parquet(tmp_path):
     sets = [a for s in TINY_SETS for a in ("--set", s)]
     run = tmp_path / "run"
@@ -71,6 +72,7 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, args, fragme
     assert not (tmp_path / "runs").exists()  # nothing was written
 
 
+@pytest.mark.slow
 def test_the_installed_command_exits_2_on_bad_input(tmp_path):
     proc = tort("train", "--profile", "demo", "--set", "optim.name=adamx", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -79,6 +81,7 @@ def test_the_installed_command_exits_2_on_bad_input(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_config_prints_the_resolved_yaml_and_keys(monkeypatch, capsys):
     proc = tort("config", "--profile", "demo", "--set", "loss.enabled=[distill,rotation]")
     assert proc.returncode == 0 and "- distill" in proc.stdout and "global_size: 32" in proc.stdout

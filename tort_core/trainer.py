@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import (checkpoint_writer, discard_partial_writes, load_checkpoint,  # noqa: F401 (public API)
                          save_checkpoint)
+from .catalog import MACHINE_METRICS  # noqa: F401 (public API)
 from .config import RunConfig
 from .data import DatasetPair, DecodedImages, Transformed, in_memory, limit, load_dataset
 from .errors import ConfigError, TrainingFailed
@@ -40,9 +41,6 @@ from .recipes import RECIPES, Augmentation, TrainingSystem
 from .views import eval_transform
 
 CHECKPOINT = "checkpoint.pt"
-# Record keys that measure the machine and the process (speed, memory), not what the run computed.
-MACHINE_METRICS = frozenset({"train_seconds", "data_wait_seconds", "eval_seconds", "checkpoint_seconds",
-                             "epoch_seconds", "samples_per_s", "peak_mem_mb"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import time
 import pandas as pd
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 TINY = ["--set", "epochs=2", "--set", "optim.warmup_epochs=0", "--set", "optim.cooldown_epochs=0",
         "--set", "views.n_local=2", "--set", "batch_size=16", "--set", "data.train_limit=96",
         "--set", "data.test_limit=64"]

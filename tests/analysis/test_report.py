@@ -37,6 +37,7 @@ def report(tmp_path_factory):
     return build_report(Store.from_frames(epochs, trials, members=members), out)
 
 
+@pytest.mark.slow
 def test_html_has_every_section_and_embeds_every_figure(report):
     html = report.html.read_text()
     for anchor in ("status", "comparison", "ablations", "claims", "provenance"):

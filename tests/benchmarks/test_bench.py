@@ -44,6 +44,7 @@ def rows(result, recipe, mode):
     return [r for r in result["rows"] if r["recipe"] == recipe and r["mode"] == mode]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["tort", "sota"])
 def test_step_pipeline_and_e2e_report_positive_throughput(tiny_run, recipe):
     for mode in ("step", "e2e"):
@@ -117,6 +118,7 @@ def test_the_spy_finds_syncs_and_ignores_host_only_scalars(bench):
     assert len(spy.h2d) == 1
 
 
+@pytest.mark.slow
 def test_the_startup_mode_times_a_fresh_process_and_writes_json(bench, tmp_path, capsys):
     out = tmp_path / "startup.json"
     assert bench.main(["--tiny", "--recipe", "sota", "--mode", "startup", "--json", str(out)]) == 0
@@ -129,6 +131,7 @@ def test_the_startup_mode_times_a_fresh_process_and_writes_json(bench, tmp_path,
     assert all(row["extra"][k] >= 0 for k in ("interpreter", "torch", "tort_core+timm", "dataset", "model"))
 
 
+@pytest.mark.slow
 def test_the_checkpoint_mode_times_both_writers_and_cleans_up(bench, tmp_path):
     out = tmp_path / "checkpoint.json"
     assert bench.main(["--tiny", "--recipe", "tort", "--mode", "checkpoint", "--checkpoint-dir", str(tmp_path / "w"),
@@ -166,6 +169,8 @@ def test_a_bad_mode_is_refused(bench, capsys):
     assert "stepp" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_the_sweep_mode_runs_a_real_sweep_and_accounts_for_its_time(bench, tmp_path):
     """--mode sweep: a real 8-trial sweep (tiny trials) on a local Ray in a fresh process; the
     numbers come from the store. Structure and sanity only, no timing threshold."""

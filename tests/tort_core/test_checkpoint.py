@@ -57,6 +57,7 @@ def _assert_same(a, b):
         assert a == b
 
 
+@pytest.mark.slow
 def test_background_writer_writes_the_file_torch_save_writes(writer, tmp_path):
     payload = _payload()
     SyncWriter().save(tmp_path / "sync.pt", payload)
@@ -84,6 +85,7 @@ def test_the_file_holds_the_state_at_save_not_at_write(writer, tmp_path):
     assert torch.equal(state["p"], torch.ones(1_000_000)) and torch.equal(state["extra"], torch.ones(3))
 
 
+@pytest.mark.slow
 def test_a_failed_write_is_raised_by_wait_with_the_path_and_leaves_nothing(tmp_path):
     writer = BackgroundWriter()
     try:
@@ -113,6 +115,7 @@ _KILLED_TRAINER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_trainer_leaves_its_last_finished_checkpoint_whole(tmp_path):
     path = tmp_path / "checkpoint.pt"
     proc = subprocess.run([sys.executable, "-c", _KILLED_TRAINER, str(path)], capture_output=True, text=True,
@@ -145,6 +148,7 @@ def _mapped_buffers(pid: int | str) -> int:
     return Path(f"/proc/{pid}/maps").read_text().count("memfd:tort-checkpoint")
 
 
+@pytest.mark.slow
 def test_a_released_writer_serves_the_next_run_in_the_process_and_holds_no_buffer(tmp_path):
     cpu = torch.device("cpu")
     first = checkpoint_writer("background", cpu)
@@ -230,6 +234,7 @@ _INTERRUPTED_TRAINER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_trainer_but_not_the_write_in_flight(tmp_path):
     path = tmp_path / "checkpoint.pt"
     proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_TRAINER, str(path)], capture_output=True, text=True,

@@ -14,7 +14,7 @@ from tort_core.config import build_config
 from tort_core.device_views import DeviceViews, MultiCropDraws, pad_collate
 from tort_core.trainer import MACHINE_METRICS, fit
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 FILL = (124, 116, 104)
 

@@ -102,6 +102,7 @@ def test_stratified_split_is_train_test_split(seed, test_size, n, classes):
     assert [list(a) for a in got] == [list(a) for a in expected]
 
 
+@pytest.mark.slow
 def test_digits_load_without_importing_scikit_learn():
     import subprocess
     import sys

@@ -219,12 +219,14 @@ def _smallest_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
     return min((ks_2samp(a[:, j], b[:, j]).pvalue, name) for j, name in enumerate(STATISTICS))
 
 
+@pytest.mark.slow
 def test_device_images_have_the_cpu_paths_statistics(photos, cpu_stats):
     device = _sample("device", "rand-m9-mstd0.5", photos, range(10_000, 10_000 + N_STAT))  # independent draws
     p, where = _smallest_p(cpu_stats, device)
     assert p > ALPHA, f"{where}: KS p = {p:.2g}"
 
 
+@pytest.mark.slow
 def test_the_statistics_test_notices_a_changed_randaugment(photos, cpu_stats):
     """Negative control: three ops per image at full magnitude must not pass as equal."""
     device = _sample("device", "rand-m10-n3-p1.0", photos, range(10_000, 10_000 + N_STAT))
@@ -267,6 +269,7 @@ def test_the_device_half_runs_without_host_syncs_or_data_dependent_shapes():
     assert out.shape == (b, 3, 224, 224) and out.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_the_device_half_compiles_as_one_graph_with_the_eager_numerics():
     """fullgraph=True: a graph break would raise. aot_eager traces what inductor would get, in seconds."""
     g = torch.Generator().manual_seed(0)

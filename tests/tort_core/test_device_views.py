@@ -246,12 +246,14 @@ def cpu_stats(small_cfg, photos):
     return _sample("cpu", small_cfg, photos, range(N_STAT))
 
 
+@pytest.mark.slow
 def test_device_views_have_the_cpu_paths_statistics(small_cfg, photos, cpu_stats):
     device = _sample("device", small_cfg, photos, range(10_000, 10_000 + N_STAT))  # independent draws
     p, where = _smallest_p(cpu_stats, device)
     assert p > ALPHA, f"{where}: KS p = {p:.2g}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changed", [{"grayscale_prob": 0.0}, {"blur_sigma": (1.0, 4.0)}, {"jitter_prob": 0.0},
                                      {"solarize_prob": 0.6}])
 def test_the_statistics_test_notices_a_changed_augmentation(small_cfg, photos, cpu_stats, changed):
@@ -275,6 +277,7 @@ def test_device_views_run_without_host_syncs_or_data_dependent_shapes():
     assert all(v.dtype == torch.float32 for v in views)
 
 
+@pytest.mark.slow
 def test_the_device_half_compiles_as_one_graph_with_the_eager_numerics():
     """fullgraph=True: a graph break (a host sync, a Python branch on a tensor) would raise here.
     The aot_eager backend traces exactly what inductor would get, in seconds on a CPU."""

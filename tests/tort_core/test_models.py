@@ -107,6 +107,7 @@ class _LinearDropout(torch.nn.Module):
         return self.dropout(self.linear(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("random", ["eager", "fused"])
 def test_a_compiled_module_drops_the_units_eager_drops_unless_its_random_is_fused(random):
     torch.manual_seed(0)

@@ -213,6 +213,7 @@ SUBSETS = [["distill"], ["distill", "region"], ["distill", "supervised", "rotati
            ["distill", "supervised", "rotation", "region"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["vit", "swin"])
 @pytest.mark.parametrize("enabled", SUBSETS, ids="+".join)
 def test_demo_trains_one_tiny_epoch(family, enabled):

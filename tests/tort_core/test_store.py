@@ -3,6 +3,7 @@ table, and no torn file even when the writer is killed mid-write."""
 
 from __future__ import annotations
 
+import pytest
 import json
 import signal
 import subprocess
@@ -70,6 +71,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_write_never_leaves_a_broken_table(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

@@ -48,6 +48,7 @@ def test_trial_configs_are_what_build_config_gives():
     assert exp.varying == ["seed", "views.mask_scale"]
 
 
+@pytest.mark.slow
 def test_ids_are_stable_across_processes():
     here = {p.stem: _ids(str(p)) for p in SWEEPS[:4]}
     code = ("import json,sys; from tort_core.sweep import expand, load_spec; "

@@ -26,6 +26,8 @@ from tort_core.results import load_epochs, load_members, load_trials
 from tort_core.sweep.runner import plan_sweep
 from tort_core.trainer import MACHINE_METRICS
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 TORT = str(Path(sys.executable).with_name("tort"))
 
 # One epoch (three steps) of the demo recipe on a few digits: seconds per trial on one CPU.

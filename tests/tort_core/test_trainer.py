@@ -77,6 +77,7 @@ def _metrics(records):
     return [{k: v for k, v in r.items() if k not in MACHINE_METRICS} for r in records]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_cfg):
     a = fit(tiny_cfg(seed=3))
     b = fit(tiny_cfg(seed=3))
@@ -99,6 +100,7 @@ def test_each_epoch_is_its_own_shuffle_cut_into_full_batches():
     assert epoch_order(10, 7, 2) != epoch_order(10, 7, 3) and epoch_order(10, 7, 2) != epoch_order(10, 8, 2)
 
 
+@pytest.mark.slow
 def test_one_loader_pass_spans_all_epochs_so_workers_never_restart_cold(tiny_cfg, monkeypatch):
     """The workers prefetch across the epoch boundary (while the trainer evaluates) instead of
     being sent a new epoch after it; what each step sees is unchanged."""
@@ -142,6 +144,7 @@ class StartEpoch(Callback):
         self.epochs.append(info["start_epoch"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe, workers, augment_on",
                          [("tort", 0, "cpu"), ("tort", 1, "cpu"), ("tort", 1, "device"), ("sota", 1, "cpu"),
                           ("sota", 0, "device")])
@@ -157,6 +160,7 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tm
     assert resumed.records[-1]["epoch"] == cfg.total_epochs
 
 
+@pytest.mark.slow
 def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and_ends_the_same(tiny_cfg, tmp_path):
     cfg = tiny_cfg(epochs=3, checkpoint_every=2)  # 3 + 1 cool-down epochs: checkpoints after 2 and 4
     written = []
@@ -176,6 +180,7 @@ def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and
     assert cfg.content_hash() == tiny_cfg(epochs=3).content_hash()  # where resume points fall is not the experiment
 
 
+@pytest.mark.slow
 def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny_cfg, tmp_path):
     from tort_core import checkpoint
     from tort_core.checkpoint import load_checkpoint
@@ -202,6 +207,7 @@ def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny
     assert sorted(p.name for p in (tmp_path / "cut").iterdir() if "tmp" in p.name) == []
 
 
+@pytest.mark.slow
 def test_cached_evaluation_gives_the_same_records(tiny_cfg):
     one_epoch = {"epochs": 1, "optim.warmup_epochs": 0, "optim.cooldown_epochs": 0}
     cached, uncached = (tiny_cfg(**one_epoch, **{"eval.cache": c}) for c in ("on", "off"))
@@ -211,6 +217,7 @@ def test_cached_evaluation_gives_the_same_records(tiny_cfg):
     assert all("knn_top1" in r and "test_top1" in r for r in a)
 
 
+@pytest.mark.slow
 def test_decoded_training_images_give_the_same_records(tiny_cfg, tmp_path):
     import numpy as np
     from PIL import Image
@@ -228,6 +235,7 @@ def test_decoded_training_images_give_the_same_records(tiny_cfg, tmp_path):
     assert _metrics(fit(kept).records) == _metrics(fit(decoded_each_epoch).records)
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
     cfg = tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0})
     fit(cfg, tmp_path)
@@ -238,6 +246,7 @@ def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
     assert "losses.distill.center" in keys
 
 
+@pytest.mark.slow
 def test_each_epoch_records_what_its_checkpoint_cost(tiny_cfg, tmp_path):
     records = fit(tiny_cfg(epochs=3, checkpoint_every=2), tmp_path).records  # checkpoints after epochs 2 and 4
     written = [r["checkpoint_seconds"] > 0 for r in records]
@@ -246,6 +255,7 @@ def test_each_epoch_records_what_its_checkpoint_cost(tiny_cfg, tmp_path):
         assert r["epoch_seconds"] == pytest.approx(r["train_seconds"] + r["eval_seconds"] + r["checkpoint_seconds"])
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_cfg, tmp_path):
     from tort_core.errors import ConfigError
 
@@ -280,6 +290,7 @@ def test_supervised_head_sees_the_global_like_views_only(tiny_cfg):
     assert CLASS_LOGITS in system.needs
 
 
+@pytest.mark.slow
 def test_a_compiled_step_computes_what_the_eager_step_does(tiny_cfg):
     # compile=true is a speed option only: the same losses and gradient norm, and the same weight
     # updates (student, teacher by EMA, heads) as eager, up to float rounding; with dropout and

@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from ..catalog import DATASET_INFO
 from ..config import RunConfig
 from ..errors import ConfigError, DataError
 # pandas-only, no torch: Ray workers import this module to unpickle the trainable, and the trial
@@ -55,9 +56,6 @@ RAY_DIR = "ray"
 STATE_DIR = ".running"
 CHECKPOINT = "checkpoint.pt"  # trainer.CHECKPOINT, without importing torch here
 
-# Train / test sizes of the registered datasets (after their fixed splits), for cost estimates.
-DATASET_SIZES = {"digits": (1347, 450), "flowers102": (1020, 6149), "fgvc_aircraft": (6667, 3333),
-                 "stanford_cars": (8144, 8041), "oxford_pet": (3680, 3669)}
 # Training throughput (images/s, evaluation included) assumed when the store has no comparable
 # measured trial: rough figures for the two profiles, to be replaced by measurements.
 NOMINAL_IMAGES_PER_S = {"demo": 60.0, "thesis": 40.0}
@@ -140,7 +138,8 @@ def plan_sweep(spec: SweepSpec | str | Path, profile: str | None = None, sets: d
 
 
 def _trial_size(cfg: RunConfig) -> tuple[int, int] | None:
-    sizes = DATASET_SIZES.get(cfg.data.dataset)
+    info = DATASET_INFO.get(cfg.data.dataset)
+    sizes = info.sizes if info is not None else None
     if sizes is None:
         return None
     train, test = sizes
