@@ -48,7 +48,7 @@ from ..errors import ConfigError, DataError
 # pandas-only, no torch: Ray workers import this module to unpickle the trainable, and the trial
 # itself imports the trainer (timing.import_seconds says how long that takes).
 from ..store import EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore, summarize_records
-from .expand import Expansion, Trial, expand
+from .expand import MAX_TRIALS, Expansion, Trial, expand
 from .spec import SweepSpec, load_spec
 
 RUNS_DIR = "runs"
@@ -114,11 +114,11 @@ def done_statuses(spec: SweepSpec) -> set[str]:
 
 
 def plan_sweep(spec: SweepSpec | str | Path, profile: str | None = None, sets: dict[str, Any] | None = None,
-               results_dir: str | Path = "results", force: bool = False) -> SweepPlan:
+               results_dir: str | Path = "results", force: bool = False, max_trials: int = MAX_TRIALS) -> SweepPlan:
     """Validate and expand a spec and compare it with the store; raises ConfigError on bad input."""
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
-    exp = expand(spec, profile=profile, sets=sets)
+    exp = expand(spec, profile=profile, sets=sets, max_trials=max_trials)
     if spec.early_stop is not None:
         longest = max(t.config.total_epochs for t in exp.trials)
         if spec.early_stop.grace_period >= longest:
@@ -313,7 +313,8 @@ def _train_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
         # anyway: a background write would only hand over the previous epoch's file.
         cfg.checkpoint_write = "sync"
     # Threads and loader workers within the trial's CPU reservation (both runtime-only keys).
-    torch.set_num_threads(max(1, int(cpus)))
+    cfg.threads = cfg.threads or max(1, int(cpus))
+    torch.set_num_threads(cfg.threads)  # fit sets it too; _hardware records it
     cfg.data.num_workers = min(cfg.data.num_workers, max(0, int(cpus) - 1))
     _fresh_process_state(cfg)
     hw = {**_hardware(cfg, cpus, gpus), **payload["versions"]}
