@@ -83,8 +83,9 @@ def trial_config(payload: TrialPayload, trial_id: str, on_gpu: bool) -> RunConfi
         # Each epoch's report hands Tune the finished file, which it then uploads in the loop
         # anyway: a background write would only hand over the previous epoch's file.
         cfg.checkpoint_write = "sync"
-    # Loader workers within the trial's CPU reservation (a runtime-only key).
+    # Loader workers and torch threads within the trial's CPU reservation (runtime-only keys).
     cfg.data.num_workers = min(cfg.data.num_workers, max(0, int(payload.cpus) - 1))
+    cfg.threads = cfg.threads or max(1, int(payload.cpus))
     return cfg
 
 
@@ -121,7 +122,7 @@ def train_trial(config: dict[str, Any], payload: TrialPayload) -> None:
                               "report_seconds": 0.0}
     tid = config[TRIAL_KEY]
     cfg = trial_config(payload, tid, on_gpu=bool(ray.get_gpu_ids()))
-    torch.set_num_threads(max(1, int(payload.cpus)))  # threads within the trial's CPU reservation
+    torch.set_num_threads(cfg.threads)  # fit sets it too; the hardware record reads it
     fresh_process_state(cfg, _PROCESS_TRIALS)
     hw = {**hardware(cfg.device, payload.cpus, payload.gpus), **payload.versions}
     run_dir = Path(payload.runs_root) / tid
