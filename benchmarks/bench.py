@@ -70,7 +70,7 @@ from tort_core.losses import LossContext
 from tort_core.models import compiled_graphs
 from tort_core.recipes import RECIPES
 from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint, write_mode
-from tort_core.trainer import (SeededViews, epoch_order, _peak_memory_mb, _to_device, augmentation, autocast_for,
+from tort_core.trainer import (SeededViews, epoch_order, peak_memory_mb, to_device, augmentation, autocast_for,
                                build_optimizer, build_scheduler, checkpoint_payload, eval_splits, fit, resolve_device,
                                seed_all, train_step)
 from tort_core.views import GLOBAL_LIKE, MultiCropTransform
@@ -336,7 +336,7 @@ def bench_step(cfg: RunConfig, num_classes: int, device: torch.device, steps: in
         if graphs is not None:
             extra["compiled_graphs"] = graphs
             note += f"; {graphs} graphs"
-    return Row(cfg.recipe, "step", variant, cfg.batch_size, rate, None, tflops, mfu, _peak_memory_mb(device),
+    return Row(cfg.recipe, "step", variant, cfg.batch_size, rate, None, tflops, mfu, peak_memory_mb(device),
                dt, note, extra)
 
 
@@ -457,7 +457,7 @@ def bench_eval_images(cfg: RunConfig, data: DatasetPair, device: torch.device, w
                     t, c = time.perf_counter(), time.process_time()
                     for split in splits:
                         for batch in split:
-                            _to_device(batch, device)
+                            to_device(batch, device)
                     _sync(device)
                     passes.append((time.perf_counter() - t, time.process_time() - c))
             (first, _), (dt, cpu) = passes
@@ -479,7 +479,7 @@ def bench_device_half(cfg: RunConfig, data: DatasetPair, device: torch.device, r
     b = cfg.batch_size
     loader = DataLoader(ds, batch_size=b, sampler=_Keys(len(ds), 2 * b, cfg.seed), drop_last=True,
                         collate_fn=split.collate)
-    batches = [_to_device(batch, device) for batch in loader]
+    batches = [to_device(batch, device) for batch in loader]
     device_half(batches[0])  # first call: kernels chosen, normalisation constants on the device
     _sync(device)
     t0 = time.perf_counter()

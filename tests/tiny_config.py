@@ -26,7 +26,7 @@ def train_steps(cfg, batch, steps: int):
     import torch
 
     from tort_core.losses import LossContext
-    from tort_core.recipes import TortSystem
+    from tort_core.systems import TortSystem
     from tort_core.trainer import (autocast_for, build_optimizer, build_scheduler, resolve_device, seed_all,
                                    train_step)
 

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .registry import suggest
+from .registry import DATASETS, LOSSES, RECIPES, suggest
 
 Pair = tuple[float, float]
 
@@ -58,8 +58,13 @@ class ModelConfig(_Section):
     @classmethod
     def _init_exists(cls, v: Path | None) -> Path | None:
         if v is not None and not Path(v).expanduser().is_file():
-            raise ValueError(f"checkpoint '{v}' does not exist; pass a local .pt/.pth/.safetensors file")
+            raise ValueError(missing_checkpoint(v))
         return v
+
+
+def missing_checkpoint(path: Any) -> str:
+    """The message for a `model.init` checkpoint that is not there (wherever that is found)."""
+    return f"checkpoint '{path}' does not exist; pass a local .pt/.pth/.safetensors file"
 
 
 class DataConfig(_Section):
@@ -74,6 +79,13 @@ class DataConfig(_Section):
     )
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (smoke tests)")
     test_limit: int | None = Field(None, ge=1, description="use only the first N held-out images (smoke tests)")
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:  # tort's catalog and installed plug-ins: nothing imported
+            raise ValueError(DATASETS.unknown(v))
+        return v
 
 
 class ViewsConfig(_Section):
@@ -162,8 +174,6 @@ class LossConfig(_Section):
             raise ValueError("at least one loss must be enabled")
         if len(set(v)) != len(v):
             raise ValueError(f"losses listed twice: {v}")
-        from .losses import LOSSES
-
         for name in v:
             if name not in LOSSES:
                 raise ValueError(
@@ -174,8 +184,6 @@ class LossConfig(_Section):
     @field_validator("weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
-        from .losses import LOSSES
-
         for name, w in v.items():
             if name not in LOSSES:
                 raise ValueError(f"weight for unknown loss '{name}'{suggest(name, LOSSES.names())}")
@@ -332,7 +340,7 @@ _DICT_FIELDS = {"kwargs", "weights"}
 # ---------------------------------------------------------------------------------------------
 # Profiles: named overlays that scale the whole run (model, crop sizes, data, epochs).
 
-def _thesis_profile(recipe: str) -> dict[str, Any]:
+def _thesis_profile() -> dict[str, Any]:
     return {
         "model.name": "vit_base_patch16_224",
         "views.global_size": 224,
@@ -343,7 +351,7 @@ def _thesis_profile(recipe: str) -> dict[str, Any]:
     }
 
 
-def _demo_profile(recipe: str) -> dict[str, Any]:
+def _demo_profile() -> dict[str, Any]:
     # A tiny ViT on the embedded digits (32 px): crops keep roughly the thesis's 224:96 proportion
     # (32:16, 8-px patches → 16 and 4 tokens), blur radii shrink with the image; a couple of minutes
     # on 2 CPU cores.
@@ -367,12 +375,12 @@ def _demo_profile(recipe: str) -> dict[str, Any]:
         "optim.lr": 1e-3,
         "teacher.momentum": 0.996,
     }
-    if recipe == "sota":
-        # As in the thesis, the baseline has no cool-down; RandAugment is milder on 32-px digits.
-        overlay.update({"optim.cooldown_epochs": 0, "aug.randaugment": "rand-m5-mstd0.5"})
     return overlay
 
 
+# name → overlay (a function: a profile may read the machine, as thesis does its CPU count); each
+# profile's description is its `catalog.PROFILE_INFO` entry. A recipe adjusts a profile with
+# `Recipe.profile_overrides`.
 PROFILES: dict[str, Any] = {"thesis": _thesis_profile, "demo": _demo_profile}
 
 
@@ -436,21 +444,28 @@ def build_config(
     mode: str = "scratch",
     overrides: dict[str, Any] | None = None,
     where: str = "--set",
+    check_names: bool = True,
 ) -> RunConfig:
-    """Resolve defaults → recipe → profile → overrides into a validated RunConfig."""
-    from .recipes import RECIPES
+    """Resolve defaults → recipe → profile (and the recipe's adjustments of it) → overrides into a
+    validated RunConfig.
 
+    The checks run cheapest first, and none before the last imports torch: the profile, recipe,
+    key, value, dataset and loss names (read from the catalog and the plug-ins' metadata), the
+    cross-key and recipe checks; then, with `check_names`, the names only timm knows (model and
+    optimizer), which import it. `check_names=False` leaves those to a later `validate_names`."""
     if profile not in PROFILES:
         raise ConfigError(
             f"unknown profile '{profile}'{suggest(profile, list(PROFILES))}; choose one of: {', '.join(PROFILES)}"
         )
-    rec = RECIPES.get(recipe)()
+    RECIPES.check(recipe)
     overrides = dict(overrides or {})
     for key in overrides:
         check_key(key, where)
+    rec = RECIPES.get(recipe)()  # tort's recipes import no torch (a plug-in's module may)
     layers: dict[str, Any] = {"recipe": recipe, "profile": profile, "mode": mode}
     layers.update(rec.defaults(mode))
-    layers.update(PROFILES[profile](recipe))
+    layers.update(PROFILES[profile]())
+    layers.update(rec.profile_overrides(profile))
     layers.update(overrides)
     if "data.root" not in layers and os.environ.get("TORT_DATA_ROOT"):
         layers["data.root"] = os.environ["TORT_DATA_ROOT"]
@@ -464,21 +479,22 @@ def build_config(
     except ValidationError as err:
         raise ConfigError(validation_message(err, where)) from None
     rec.validate(cfg)
+    # Asks the recipe to build its device half (torch): only for a config that wants it, after the cheap checks.
     if cfg.views.augment_on == "device" and rec.device_augmentation(cfg) is None:
         raise ConfigError(f"{where}: views.augment_on: recipe '{recipe}' has no device augmentation; "
                           f"use views.augment_on=cpu or auto")
-    validate_names(cfg, where)
+    if check_names:
+        validate_names(cfg, where)
     return cfg
 
 
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
-    """Names that live in registries outside this module: dataset, timm model and timm optimizer."""
-    from .data import DATASETS
+    """The names only timm knows: the model and the optimizer. Imports timm (and torch), so it
+    runs after every other check (`build_config`)."""
     from .models import check_model_name
     from .optim import check_optimizer
 
-    for key, check in (("data.dataset", lambda: DATASETS.get(cfg.data.dataset)),
-                       ("model.name", lambda: check_model_name(cfg.model.name)),
+    for key, check in (("model.name", lambda: check_model_name(cfg.model.name)),
                        ("optim", lambda: check_optimizer(cfg.optim.name, cfg.optim.fused))):
         try:
             check()

@@ -37,7 +37,8 @@ from .errors import ConfigError, TrainingFailed
 from .evaluate import CachedSplit, evaluate
 from .losses import LossContext, teacher_temperature
 from .optim import create_optimizer
-from .recipes import RECIPES, Augmentation, TrainingSystem
+from .recipes import RECIPES, Augmentation
+from .systems import TrainingSystem
 from .views import eval_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -246,7 +247,8 @@ def checkpoint_payload(cfg: RunConfig, config_id: str, epoch: int, global_step: 
 
 # ---------------------------------------------------------------------------------------------
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this run so far: CUDA's allocated maximum, or the process's maximum RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -335,7 +337,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
                                        cfg.eval.knn_temperature, device, autocast))
             record["eval_seconds"] = time.perf_counter() - t_eval
             record["epoch_seconds"] = record["train_seconds"] + record["eval_seconds"]
-            record["peak_mem_mb"] = _peak_memory_mb(device)
+            record["peak_mem_mb"] = peak_memory_mb(device)
             records.append(record)
             checkpoint = ckpt_path if ckpt_path is not None and (
                 (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.total_epochs) else None
@@ -390,7 +392,7 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
         data_wait += time.perf_counter() - t_wait
         if batch is None:
             break
-        batch = _to_device(batch, device)
+        batch = to_device(batch, device)
         if device_augment is not None:
             batch = device_augment(batch)
         ctx = LossContext(epoch=epoch, step=global_step + i, total_steps=total_steps, num_classes=num_classes)
@@ -417,7 +419,8 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
         record["train_top1"] *= 100.0
     record.update({
         "epoch": epoch + 1, "step": global_step + n_steps, "lr": lr,
-        "teacher_temp": teacher_temperature(epoch, cfg.loss), **extra,
+        "teacher_temp": teacher_temperature(epoch, cfg.loss.teacher_temp, cfg.loss.warmup_teacher_temp,
+                                            cfg.loss.warmup_teacher_temp_epochs), **extra,
         "train_seconds": train_seconds, "samples_per_s": images / max(train_seconds, 1e-9),
         # The loop waiting for the loader: an upper bound on the device's idle time for want of data.
         "data_wait_seconds": data_wait,
@@ -463,10 +466,10 @@ def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
         raise TrainingFailed(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {bad}")
 
 
-def _to_device(batch, device: torch.device):
+def to_device(batch, device: torch.device):
     """Tensors of a (nested) batch moved to `device`; lists and tuples keep their shape."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(x, device) for x in batch)
+        return type(batch)(to_device(x, device) for x in batch)
     return batch

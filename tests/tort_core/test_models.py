@@ -8,7 +8,7 @@ from tort_core.errors import ConfigError
 from tort_core.losses import LossContext
 from tort_core.models import (DINOHead, compile_module, compiled_graphs, cosine_momentum, create_backbone, ema_update,
                               forward_views, load_init, resolution_groups)
-from tort_core.recipes import TortSystem
+from tort_core.systems import TortSystem
 
 TINY_VIT = ModelConfig(name="vit_tiny_patch16_224", kwargs={"patch_size": 8, "embed_dim": 32, "depth": 2,
                                                              "num_heads": 2})

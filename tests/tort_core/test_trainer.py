@@ -11,7 +11,7 @@ from tiny_config import TWO_BLOCKS, train_steps, update_gap
 from tort_core.config import build_config
 from tort_core.losses import CLASS_LOGITS, LossContext
 from tort_core.models import compiled_graphs
-from tort_core.recipes import TortSystem
+from tort_core.systems import TortSystem
 from tort_core.trainer import (MACHINE_METRICS, Callback, EpochBatches, build_optimizer, build_scheduler, epoch_order,
                                fit)
 

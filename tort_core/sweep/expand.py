@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config
+from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config, validate_names
 from ..errors import ConfigError
 from .spec import POSITIONAL_KEYS, SweepSpec
 
@@ -85,7 +85,10 @@ def grid_points(spec: SweepSpec, drop: set[str] = frozenset()) -> list[dict[str,
 
 
 def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | None = None) -> Expansion:
-    """Resolve every trial's config; any invalid combination raises ConfigError before anything runs."""
+    """Resolve every trial's config; any invalid combination raises ConfigError before anything runs.
+
+    Every trial is checked without torch first; the names only timm knows (model, optimizer) are
+    checked last, once per distinct name, so a mistake anywhere else fails before timm is imported."""
     sets = dict(sets or {})
     src = spec.source
     profile = profile or spec.profile
@@ -99,9 +102,14 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
 
     # The base must be valid on its own: blame overrides and --set before any combination.
     base = {**spec.overrides}
-    build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides")
+    named: dict[tuple, tuple[RunConfig, str]] = {}  # (model, optimizer, fused) → where it is first set
+    checked = [(build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides", check_names=False),
+                f"{src}: overrides")]
     if sets:
-        build_config(recipe, profile, mode, _absolute({**base, **sets}), where="--set")
+        checked.append((build_config(recipe, profile, mode, _absolute({**base, **sets}), where="--set",
+                                     check_names=False), "--set"))
+    for cfg, where in checked:
+        named.setdefault(_timm_names(cfg), (cfg, where))
 
     if "data.dataset" in sets:
         datasets = [sets["data.dataset"]]
@@ -129,8 +137,9 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                 overrides.update(sets)
                 label = " ".join([f"{k}={_short(v)}" for k, v in point.items()] + [f"seed={seed}"]
                                  + ([ds] if ds else []))
-                cfg = build_config(args["recipe"], profile, args["mode"], _absolute(overrides),
-                                   where=f"{src}: trial {label}")
+                where = f"{src}: trial {label}"
+                cfg = build_config(args["recipe"], profile, args["mode"], _absolute(overrides), where=where,
+                                   check_names=False)
                 cfg = _absolute_config(cfg)
                 tid = cfg.content_hash()
                 if tid in seen:
@@ -139,8 +148,15 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                 seen.add(tid)
                 trials.append(Trial(id=tid, sweep=spec.name, index=len(trials), seed=seed,
                                     dataset=cfg.data.dataset, axes=dict(point), config=cfg))
+                named.setdefault(_timm_names(cfg), (cfg, where))
+    for cfg, where in named.values():
+        validate_names(cfg, where)
     return Expansion(spec=spec, profile=profile, trials=trials, varying=varying_keys([t.config for t in trials]),
                      collapsed=collapsed, duplicates=duplicates)
+
+
+def _timm_names(cfg: RunConfig) -> tuple[str, str, str]:
+    return cfg.model.name, cfg.optim.name, cfg.optim.fused
 
 
 def varying_keys(configs: list[RunConfig]) -> list[str]:

@@ -43,7 +43,7 @@ import yaml
 from rich.console import Console
 
 from ..catalog import DATASET_INFO
-from ..config import RunConfig
+from ..config import RunConfig, missing_checkpoint
 from ..errors import ConfigError, DataError
 # pandas-only, no torch: Ray workers import this module to unpickle the trainable, and the trial
 # itself imports the trainer (timing.import_seconds says how long that takes).
@@ -635,8 +635,7 @@ def _check_data(plan: SweepPlan) -> None:
     for t in plan.to_run:
         init = t.config.model.init
         if init is not None and not Path(init).is_file():
-            raise ConfigError(f"{plan.spec.source}: trial {t.label}: model.init: checkpoint '{init}' does not exist; "
-                              f"pass a local .pt/.pth/.safetensors file")
+            raise ConfigError(f"{plan.spec.source}: trial {t.label}: model.init: {missing_checkpoint(init)}")
         key = (t.config.data.dataset, str(t.config.data.root))
         if t.config.data.dataset == "digits" or key in seen:
             continue
