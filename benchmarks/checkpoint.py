@@ -1,0 +1,190 @@
+"""Mode `checkpoint`: an epoch's checkpoint of the real system and optimiser state, written four ways,
+for what each costs the training loop:
+
+  sync        `torch.save` in the loop (checkpoint_write=sync): the loop waits for the whole write.
+  thread      the loop copies the tensors (a snapshot), a thread `torch.save`s it: the well-kept
+              alternative to tort's writer process.
+  background  tort's writer process (checkpoint_write=background): the loop copies the tensors into
+              a shared buffer, another process serialises and writes them.
+  dcp         `torch.distributed.checkpoint.async_save` (single process, its thread executor): it
+              stages a copy and writes a directory of shards in a thread.
+
+Per writer and save: the loop's stall (until `save` returns), the total (until the file is in
+place), and how fast a pure-Python loop runs on the main thread while the write goes on, against
+its rate alone: a GPU's training loop is such a loop, dispatching kernels from Python, so a
+writer that holds the GIL slows it even where the cores are free.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import threading
+import time
+import warnings
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import Row
+from benchmarks.step import StepRunner
+from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint
+from tort_core.config import RunConfig
+from tort_core.trainer import checkpoint_payload
+
+WRITERS = ("sync", "thread", "background", "dcp")
+
+
+def python_rate(seconds: float) -> float:
+    """Iterations per second of a pure-Python loop: what the training loop's kernel dispatch gets."""
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(1000):
+            pass
+        n += 1000
+    return n / seconds
+
+
+def snapshot(obj: Any) -> Any:
+    """`obj` with every tensor copied to host memory: what the loop hands a writer thread."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return type(obj)((k, snapshot(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+class ThreadWriter:
+    """`torch.save` of a snapshot in a thread (the file written aside and renamed, as tort's writers
+    do). The candidate replacement of the writer process, measured here, not used by `fit`."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self.done_at = 0.0
+
+    def save(self, path: Path, payload: dict[str, Any]) -> None:
+        self.wait()
+        copy = snapshot(payload)
+        self._thread = threading.Thread(target=self._write, args=(path, copy), daemon=True)
+        self._thread.start()
+
+    def _write(self, path: Path, payload: dict[str, Any]) -> None:
+        save_checkpoint(path, payload)
+        self.done_at = time.perf_counter()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+class DcpWriter:
+    """`torch.distributed.checkpoint.async_save` into a directory, without a process group."""
+
+    def __init__(self) -> None:
+        self._future: Future | None = None
+        self.done_at = 0.0
+
+    def save(self, path: Path, payload: dict[str, Any]) -> None:
+        import torch.distributed.checkpoint as dcp
+
+        self.wait()
+        target = path.with_suffix(".dcp")
+        shutil.rmtree(target, ignore_errors=True)
+        with warnings.catch_warnings():  # "torch.distributed is disabled ...": single process, as meant
+            warnings.simplefilter("ignore", UserWarning)
+            future = dcp.async_save(payload, checkpoint_id=str(target), no_dist=True)
+        future = getattr(future, "upload_completion", future)  # newer torch: a response with two futures
+        future.add_done_callback(lambda _: setattr(self, "done_at", time.perf_counter()))
+        self._future = future
+
+    def wait(self) -> None:
+        if self._future is not None:
+            self._future.result()
+            self._future = None
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def bench_checkpoint(cfg: RunConfig, num_classes: int, device: torch.device, repeats: int, directory: Path,
+                     writers: tuple[str, ...] = WRITERS) -> list[Row]:
+    """An epoch's checkpoint of the real system (student, teacher, optimiser state), `repeats` times
+    with each of `writers`: the loop's stall, the total, and the main thread's Python rate meanwhile."""
+    runner = StepRunner(cfg, num_classes, device)
+    # The optimiser's state as after any step (moments, Lookahead's slow weights): one step on zero
+    # gradients, without the forward pass that would take minutes at ViT-B on a CPU.
+    for p in runner.clip_params:
+        p.grad = torch.zeros_like(p)
+    runner.optimizer.step()
+    if hasattr(runner.optimizer, "sync_lookahead"):
+        runner.optimizer.sync_lookahead()  # allocates Lookahead's slow weights, as the epoch's end does
+    config_id = cfg.content_hash()
+
+    def payload() -> dict[str, Any]:
+        return checkpoint_payload(cfg, config_id, 0, 1, runner.system, runner.optimizer, runner.scheduler,
+                                  [{"loss": 1.0}])
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "checkpoint.pt"
+    rows: list[Row] = []
+    try:
+        sync = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            save_checkpoint(path, payload())
+            sync.append(time.perf_counter() - t)
+        size = path.stat().st_size
+        t_sync = statistics.median(sync)
+        rows.append(Row(cfg.recipe, "checkpoint", "sync", seconds=t_sync,
+                        note=f"{size / 1e9:.2f} GB; the loop waits {t_sync:.2f} s ({min(sync):.2f}–{max(sync):.2f}, "
+                             f"{repeats} writes)",
+                        extra={"bytes": size, "stall_seconds": sync, "total_seconds": sync}))
+        window = max(0.05, t_sync / 2)  # the Python rate is measured while the write surely goes on
+        solo = python_rate(window)
+        for name in writers:
+            if name == "sync" or (name == "background" and not background_supported()):
+                continue
+            rows.append(_overlapped(name, cfg.recipe, path, payload, repeats, window, solo, t_sync))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return rows
+
+
+def _overlapped(name: str, recipe: str, path: Path, payload, repeats: int, window: float, solo: float,
+                t_sync: float) -> Row:
+    """The rows of a writer whose write overlaps the loop: each save, then the Python rate while it
+    writes, then the wait for the file."""
+    writer: Any = {"thread": ThreadWriter, "background": BackgroundWriter, "dcp": DcpWriter}[name]()
+    stalls, totals, rates = [], [], []
+    try:
+        t = time.perf_counter()
+        writer.save(path, payload())  # the first allocates buffers (background: the shared one)
+        first = time.perf_counter() - t
+        writer.wait()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            writer.save(path, payload())
+            stalls.append(time.perf_counter() - t)
+            rates.append(python_rate(window) / solo)
+            writer.wait()
+            done = t + stalls[-1] + writer.last_write_seconds if name == "background" else writer.done_at
+            totals.append(done - t)
+    except Exception as err:  # noqa: BLE001 - a writer that cannot write this payload is a finding, reported
+        return Row(recipe, "checkpoint", name, note=f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
+    finally:
+        if name == "background":
+            writer.close()
+    written = path.with_suffix(".dcp") if name == "dcp" else path
+    stall, total, rate = (statistics.median(x) for x in (stalls, totals, rates))
+    return Row(recipe, "checkpoint", name, seconds=stall,
+               note=f"the loop waits {stall:.2f} s ({min(stalls):.2f}–{max(stalls):.2f}; sync: {t_sync:.2f} s); the file "
+                    f"is in place after {total:.2f} s; meanwhile a Python loop runs at "
+                    f"{100 * rate:.0f}% of its solo rate; first save {first:.2f} s",
+               extra={"bytes": _size(written), "stall_seconds": stalls, "total_seconds": totals,
+                      "python_rate_ratio": rates, "first_save_seconds": first})
