@@ -32,7 +32,7 @@ def test_contrastive_head_shape_and_frozen_weight_norm():
     assert len(linears) == 3 and linears[0].out_features == 48
 
 
-def test_momentum_schedule_runs_over_all_steps_including_cooldown(tiny_cfg):
+def test_momentum_schedule_runs_over_all_steps_including_cooldown():
     total = 103 * 32
     assert cosine_momentum(0, total, 0.9998) == pytest.approx(0.9998)
     assert cosine_momentum(total - 1, total, 0.9998) == pytest.approx(1.0)
