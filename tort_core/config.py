@@ -73,9 +73,9 @@ def missing_checkpoint(path: Any) -> str:
 class DataConfig(_Section):
     dataset: str = Field("digits", description="registered dataset name, see `tort datasets`")
     root: Path | None = Field(None, description="local root for file-based datasets (TORT_DATA_ROOT)")
-    num_workers: int = Field(0, ge=0)
-    eval_batch_size: int = Field(256, ge=1)
-    pin_memory: bool = True
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for training and evaluation images")
+    eval_batch_size: int = Field(256, ge=1, description="images per batch at evaluation")
+    pin_memory: bool = Field(True, description="page-locked loader batches (used on CUDA only)")
     decoded_cache_mb: int = Field(
         4096, ge=0, description="keep up to this many MB of decoded training images in memory, so that epochs after "
         "the first skip the JPEG decode (0: decode at every epoch)"
@@ -94,25 +94,27 @@ class DataConfig(_Section):
 class ViewsConfig(_Section):
     """Multi-crop views of one image: 2 global, 1 masked global, `n_local` local views."""
 
-    global_size: int = Field(224, ge=8)
-    local_size: int = Field(96, ge=4)
-    n_local: int = Field(6, ge=0)
-    global_scale: Pair = (0.4, 1.0)
-    local_scale: Pair = (0.05, 0.4)
+    global_size: int = Field(224, ge=8,
+        description="side of the global and masked views, and of evaluation images (px)")
+    local_size: int = Field(96, ge=4, description="side of the local views (px)")
+    n_local: int = Field(6, ge=0, description="local views per image (the thesis's N_a)")
+    global_scale: Pair = Field((0.4, 1.0), description="area fraction of the image a global view's random crop covers")
+    local_scale: Pair = Field((0.05, 0.4), description="area fraction of the image a local view's random crop covers")
     mask_scale: Pair = Field((0.4, 0.6), description="area fraction of the erased rectangle")
     mask_ratio: Pair = Field((0.75, 1.0), description="aspect ratio of the erased rectangle")
     rot_prob: float = Field(0.5, ge=0, le=1, description="probability that a global-like view is rotated")
     teacher_rotated: bool = Field(
         True, description="the teacher sees the same (rotated) global-like views as the student, as in the thesis"
     )
-    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
-    jitter_prob: float = Field(0.8, ge=0, le=1)
-    grayscale_prob: float = Field(0.2, ge=0, le=1)
-    blur_sigma: Pair = (0.1, 2.0)
-    blur_prob_global1: float = Field(1.0, ge=0, le=1)
-    blur_prob_global2: float = Field(0.1, ge=0, le=1)
-    blur_prob_local: float = Field(0.5, ge=0, le=1)
-    solarize_prob: float = Field(0.2, ge=0, le=1)
+    color_jitter: tuple[float, float, float, float] = Field(
+        (0.4, 0.4, 0.2, 0.1), description="colour jitter strengths: brightness, contrast, saturation, hue")
+    jitter_prob: float = Field(0.8, ge=0, le=1, description="probability that a view is colour-jittered")
+    grayscale_prob: float = Field(0.2, ge=0, le=1, description="probability that a view is made grey")
+    blur_sigma: Pair = Field((0.1, 2.0), description="range of the Gaussian blur's radius (px)")
+    blur_prob_global1: float = Field(1.0, ge=0, le=1, description="blur probability of the first global view")
+    blur_prob_global2: float = Field(0.1, ge=0, le=1, description="blur probability of the second global view")
+    blur_prob_local: float = Field(0.5, ge=0, le=1, description="blur probability of each local view")
+    solarize_prob: float = Field(0.2, ge=0, le=1, description="solarisation probability of the second global view")
     eval_crop_pct: float = Field(0.875, gt=0, le=1, description="centre-crop fraction at evaluation")
     augment_on: Literal["auto", "cpu", "device"] = Field(
         "auto", description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
@@ -146,10 +148,11 @@ class ViewsConfig(_Section):
 class HeadConfig(_Section):
     """DINO-style contrastive head: MLP (hidden, GELU) → bottleneck → L2 norm → weight-normed layer."""
 
-    out_dim: int = Field(1024, ge=1)
-    hidden_dim: int = Field(2048, ge=1)
-    bottleneck_dim: int = Field(256, ge=1)
-    nlayers: int = Field(3, ge=1)
+    out_dim: int = Field(1024, ge=1, description="output width of the contrastive head (the distillation's K)")
+    hidden_dim: int = Field(2048, ge=1, description="width of the head's hidden MLP layers")
+    bottleneck_dim: int = Field(256, ge=1,
+        description="width of the L2-normalised bottleneck (k-NN features with eval.knn_features=head)")
+    nlayers: int = Field(3, ge=1, description="layers of the head's MLP, bottleneck included")
     norm_last_layer: bool = Field(True, description="freeze the weight norm of the last layer at 1")
 
 
@@ -163,12 +166,15 @@ class LossConfig(_Section):
         default_factory=lambda: {"distill": 1.0, "supervised": 2.5, "rotation": 1.0},
         description="weight of each enabled loss in the total; a loss without an entry weighs 1.0 (region)",
     )
-    student_temp: float = Field(0.1, gt=0)
-    teacher_temp: float = Field(0.04, gt=0)
+    student_temp: float = Field(0.1, gt=0, description="temperature of the student's softmax (distill, region)")
+    teacher_temp: float = Field(0.04, gt=0,
+        description="temperature of the teacher's softmax after its warm-up (distill, region)")
     warmup_teacher_temp: float = Field(0.04, gt=0, description="teacher temperature at epoch 0")
     warmup_teacher_temp_epochs: int = Field(0, ge=0, description="linear warm-up of the teacher temperature")
-    center_momentum: float = Field(0.9, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    center_momentum: float = Field(0.9, ge=0, lt=1,
+        description="momentum of the centre's EMA of the teacher's batch means")
+    label_smoothing: float = Field(0.0, ge=0, lt=1,
+        description="label smoothing of the supervised loss (and of Mixup's targets)")
 
     @field_validator("enabled")
     @classmethod
@@ -197,15 +203,17 @@ class LossConfig(_Section):
 
 class OptimConfig(_Section):
     name: str = Field("lookahead_adamw", description="timm optimizer name (lookahead_ prefix wraps it)")
-    lr: float = Field(5e-4, gt=0)
-    min_lr: float = Field(1e-6, ge=0)
-    warmup_lr: float = Field(1e-8, ge=0)
-    warmup_epochs: int = Field(10, ge=0)
+    lr: float = Field(5e-4, gt=0, description="base learning rate, reached at the end of the warm-up")
+    min_lr: float = Field(1e-6, ge=0,
+        description="learning rate at the end of the cosine decay and through the cool-down")
+    warmup_lr: float = Field(1e-8, ge=0, description="learning rate at the first step of the warm-up")
+    warmup_epochs: int = Field(10, ge=0, description="epochs of linear warm-up from warmup_lr to lr")
     cooldown_epochs: int = Field(3, ge=0, description="epochs at min_lr after the cosine decay")
     warmup_prefix: bool = Field(True, description="cosine starts after warm-up, so lr == base lr at its end")
-    weight_decay: float = Field(0.04, ge=0)
+    weight_decay: float = Field(0.04, ge=0,
+        description="weight decay (not on norms, biases, position embedding and class token)")
     clip_grad: float | None = Field(3.0, gt=0, description="global gradient-norm clip; null disables")
-    betas: Pair = (0.9, 0.999)
+    betas: Pair = Field((0.9, 0.999), description="Adam's β1, β2 (adam and adamw optimizers)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (fine-tuning)")
     fused: Switch = Field(
         "auto", description="torch's fused optimiser step (Adam, AdamW, SGD): one pass over the weights instead of "
@@ -225,14 +233,14 @@ class AugConfig(_Section):
     # it: it asks for a 0-bit posterize at high magnitudes, which Pillow ≥ 12 rejects; it now runs
     # (views.posterize_any_bits) but changing the default would change every sota trial id.
     randaugment: str | None = Field("rand-m9-mstd0.5", description="timm RandAugment string; null disables")
-    mixup: float = Field(0.2, ge=0)
-    cutmix: float = Field(0.0, ge=0)
-    scale: Pair = (0.08, 1.0)
-    hflip: float = Field(0.5, ge=0, le=1)
+    mixup: float = Field(0.2, ge=0, description="Mixup's α (0: off)")
+    cutmix: float = Field(0.0, ge=0, description="CutMix's α (0: off)")
+    scale: Pair = Field((0.08, 1.0), description="area fraction of the image the random crop covers")
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
 
 
 class EvalConfig(_Section):
-    knn_k: int = Field(20, ge=1)
+    knn_k: int = Field(20, ge=1, description="neighbours that vote in the k-NN evaluation")
     knn_temperature: float = Field(0.07, gt=0, description="softmax temperature of weighted k-NN votes (DINO)")
     knn_features: Literal["head", "backbone"] = Field(
         "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding"
@@ -246,12 +254,13 @@ class EvalConfig(_Section):
 
 
 class RunConfig(_Section):
-    recipe: str = "tort"
-    profile: str = "thesis"
-    mode: Literal["scratch", "finetune"] = "scratch"
+    recipe: str = Field("tort", description="the training method, see `tort recipes`")
+    profile: str = Field("thesis", description="the named overlay the run was resolved with, see catalog.PROFILE_INFO")
+    mode: Literal["scratch", "finetune"] = Field("scratch",
+        description="train from random weights, or fine-tune from model.init")
     seed: int = Field(0, ge=0, lt=2**63, strict=True, description="seeds every random draw of the run")
     epochs: int = Field(100, ge=1, description="warm-up + cosine epochs; cool-down epochs come on top")
-    batch_size: int = Field(32, ge=2)
+    batch_size: int = Field(32, ge=2, description="images per optimiser step (each with all its views)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     threads: int | None = Field(None, ge=1, description="torch threads for the run; null: the cores this process "
                                 "may use less one per loader worker, at least 1")
