@@ -36,6 +36,9 @@ from tort_core.trainer import checkpoint_payload
 
 WRITERS = ("sync", "thread", "background", "dcp")
 
+# dcp warns at every save, from its own thread, that it saves in a single process: as meant here.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+
 
 def python_rate(seconds: float) -> float:
     """Iterations per second of a pure-Python loop: what the training loop's kernel dispatch gets."""
@@ -95,9 +98,7 @@ class DcpWriter:
         self.wait()
         target = path.with_suffix(".dcp")
         shutil.rmtree(target, ignore_errors=True)
-        with warnings.catch_warnings():  # "torch.distributed is disabled ...": single process, as meant
-            warnings.simplefilter("ignore", UserWarning)
-            future = dcp.async_save(payload, checkpoint_id=str(target), no_dist=True)
+        future = dcp.async_save(payload, checkpoint_id=str(target), no_dist=True)
         future = getattr(future, "upload_completion", future)  # newer torch: a response with two futures
         future.add_done_callback(lambda _: setattr(self, "done_at", time.perf_counter()))
         self._future = future
@@ -145,21 +146,20 @@ def bench_checkpoint(cfg: RunConfig, num_classes: int, device: torch.device, rep
                         note=f"{size / 1e9:.2f} GB; the loop waits {t_sync:.2f} s ({min(sync):.2f}–{max(sync):.2f}, "
                              f"{repeats} writes)",
                         extra={"bytes": size, "stall_seconds": sync, "total_seconds": sync}))
-        window = max(0.05, t_sync / 2)  # the Python rate is measured while the write surely goes on
-        solo = python_rate(window)
+        window = max(0.05, min(sync) / 2)  # the Python rate is measured while the write surely goes on
         for name in writers:
             if name == "sync" or (name == "background" and not background_supported()):
                 continue
-            rows.append(_overlapped(name, cfg.recipe, path, payload, repeats, window, solo, t_sync))
+            rows.append(_overlapped(name, cfg.recipe, path, payload, repeats, window, t_sync))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return rows
 
 
-def _overlapped(name: str, recipe: str, path: Path, payload, repeats: int, window: float, solo: float,
-                t_sync: float) -> Row:
-    """The rows of a writer whose write overlaps the loop: each save, then the Python rate while it
-    writes, then the wait for the file."""
+def _overlapped(name: str, recipe: str, path: Path, payload, repeats: int, window: float, t_sync: float) -> Row:
+    """The row of a writer whose write overlaps the loop: for each save, the Python rate alone just
+    before it (a shared machine's load drifts), the save, the Python rate while it writes, and the
+    wait for the file."""
     writer: Any = {"thread": ThreadWriter, "background": BackgroundWriter, "dcp": DcpWriter}[name]()
     stalls, totals, rates = [], [], []
     try:
@@ -168,6 +168,7 @@ def _overlapped(name: str, recipe: str, path: Path, payload, repeats: int, windo
         first = time.perf_counter() - t
         writer.wait()
         for _ in range(repeats):
+            solo = python_rate(window)
             t = time.perf_counter()
             writer.save(path, payload())
             stalls.append(time.perf_counter() - t)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU rows of README's performance section, in phases that each fit a 10-minute slot on a
+# The GPU figures of docs/performance.md, in phases that each fit a 10-minute slot on a
 # lent GPU machine (or run them all on your own GPU):
 #
 #   bash benchmarks/gpu_figures.sh tests|step|random|e2e|pipeline|sweep|all [DATA_ROOT]

@@ -77,11 +77,19 @@ THESIS_DATASETS = ("flowers102", "fgvc_aircraft", "stanford_cars", "oxford_pet")
 
 
 @dataclass(frozen=True)
-class RecipeInfo:
+class Entry:
+    """A recipe's or a loss's entry: its name, a label for tables and figures, a one-line summary,
+    and the module that registers its implementation."""
+
     name: str
     label: str
     summary: str
-    module: str = "tort_core.recipes"  # where the recipe's class is registered
+    module: str
+
+
+@dataclass(frozen=True)
+class RecipeInfo(Entry):
+    module: str = "tort_core.recipes"
 
 
 RECIPE_INFO: dict[str, RecipeInfo] = {r.name: r for r in (
@@ -93,11 +101,8 @@ RECIPE_INFO: dict[str, RecipeInfo] = {r.name: r for r in (
 
 
 @dataclass(frozen=True)
-class LossInfo:
-    name: str
-    label: str
-    summary: str
-    module: str = "tort_core.losses"  # where the loss's class is registered
+class LossInfo(Entry):
+    module: str = "tort_core.losses"
 
 
 LOSS_INFO: dict[str, LossInfo] = {x.name: x for x in (
