@@ -505,12 +505,14 @@ def build_config(
 
 
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
-    """The names only timm knows: the model and the optimizer. Imports timm (and torch), so it
-    runs after every other check (`build_config`)."""
-    from .models import check_model_name
+    """The names only timm knows, the model and the optimizer, and that timm builds the model with
+    these kwargs (on the meta device: no memory, no weights). Imports timm (and torch), so it runs
+    after every other check (`build_config`)."""
+    from .models import check_builds, check_model_name
     from .optim import check_optimizer
 
     for key, check in (("model.name", lambda: check_model_name(cfg.model.name)),
+                       ("model.kwargs", lambda: check_builds(cfg.model, cfg.views.global_size)),
                        ("optim", lambda: check_optimizer(cfg.optim.name, cfg.optim.fused))):
         try:
             check()

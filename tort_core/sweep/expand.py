@@ -128,7 +128,7 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
 
     # The base must be valid on its own: blame overrides and --set before any combination.
     base = {**spec.overrides}
-    named: dict[tuple, tuple[RunConfig, str]] = {}  # (model, optimizer, fused) → where it is first set
+    named: dict[tuple, tuple[RunConfig, str]] = {}  # model and optimizer → where they are first set
     checked = [(build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides", check_names=False),
                 f"{src}: overrides")]
     if sets:
@@ -181,8 +181,10 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                      collapsed=collapsed, duplicates=duplicates)
 
 
-def _timm_names(cfg: RunConfig) -> tuple[str, str, str]:
-    return cfg.model.name, cfg.optim.name, cfg.optim.fused
+def _timm_names(cfg: RunConfig) -> tuple:
+    """What `validate_names` checks: the model (its name, kwargs and size) and the optimizer."""
+    return (cfg.model.name, json.dumps(cfg.model.kwargs, sort_keys=True, default=str), cfg.views.global_size,
+            cfg.optim.name, cfg.optim.fused)
 
 
 def varying_keys(configs: list[RunConfig]) -> list[str]:
