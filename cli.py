@@ -285,7 +285,11 @@ def datasets() -> None:
     from tort_core.registry import DATASETS
 
     for name in DATASETS.names():
-        info = DATASETS.info(name)
+        try:
+            info = DATASETS.info(name)
+        except TortError as e:  # a plug-in that fails to load: listed with why, the others still are
+            out.print(f"{name}: {e}", markup=False)
+            continue
         classes = f"{info.classes} classes" if info.classes else "classes from the folders"
         sizes = ", ".join(f"{split} {n:,}" for split, n in info.splits.items())
         out.print(f"{name}: {info.label}; {classes}" + (f"; {sizes}" if sizes else "") + f"; {info.source}",
@@ -300,7 +304,11 @@ def recipes() -> None:
     for registry in (RECIPES, LOSSES):
         out.print(f"{registry.kind}s:", markup=False)
         for name in registry.names():
-            out.print(f"  {name}: {registry.info(name).summary}", markup=False)
+            try:
+                summary = registry.info(name).summary
+            except TortError as e:  # a plug-in that fails to load: listed with why, the others still are
+                summary = str(e)
+            out.print(f"  {name}: {summary}", markup=False)
 
 
 @app.command("compare")

@@ -203,3 +203,7 @@ def test_a_plugin_that_fails_to_import_is_one_line_naming_it(plugin_path, tmp_pa
     assert proc.stdout.strip() == ("recipe 'broken': its plug-in failed to load (entry point tort.recipes:broken = "
                                    "brokenplug:Recipe of the package 'brokenplug'): ImportError: needs a package that "
                                    "is not installed")
+    listing = subprocess.run([sys.executable, "-m", "cli", "recipes"], capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(broken), str(ROOT)])}, timeout=120)
+    assert listing.returncode == 0, listing.stderr  # the broken one is listed with why; the others still are
+    assert "  broken: recipe 'broken': its plug-in failed to load" in listing.stdout and "  sota: " in listing.stdout
