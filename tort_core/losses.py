@@ -79,9 +79,11 @@ class Loss(nn.Module):
         return {}
 
 
-def build_losses(cfg: RunConfig, num_classes: int) -> nn.ModuleDict:
-    """The enabled losses of `cfg`, by name, in `loss.enabled` order."""
-    return nn.ModuleDict({name: LOSSES.get(name).from_config(cfg, num_classes) for name in cfg.loss.enabled})
+def build_losses(cfg: RunConfig, num_classes: int, enabled: list[str] | None = None) -> nn.ModuleDict:
+    """The losses `enabled` (default: `loss.enabled`), by name and in that order, each built from
+    `cfg` by its `from_config`."""
+    return nn.ModuleDict({name: LOSSES.get(name).from_config(cfg, num_classes)
+                          for name in (cfg.loss.enabled if enabled is None else enabled)})
 
 
 def teacher_temperature(epoch: int, teacher_temp: float, warmup_teacher_temp: float,
