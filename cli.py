@@ -6,7 +6,6 @@ a failed run (e.g. a non-finite loss) exits 1.
 
 from __future__ import annotations
 
-import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,7 +15,7 @@ import typer
 from rich.console import Console
 
 from tort_core.catalog import DATASET_INFO, PROFILE_INFO, RECIPE_INFO
-from tort_core.errors import ConfigError, TortError
+from tort_core.errors import STORAGE_ERRNOS, ConfigError, TortError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="tort: train ViTs on small data with Tort, sweep, compare, report.")
@@ -407,7 +406,6 @@ def _click_errors() -> tuple[type[BaseException], ...]:
 
 
 _USAGE_ERRORS = _click_errors()
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # tort_core.sweep.runner.STORAGE_ERRNOS
 _EXITS = (typer.Exit, click.exceptions.Exit)
 _ABORTS = (typer.Abort, click.exceptions.Abort)
 
@@ -445,7 +443,7 @@ def main() -> None:
         err.print(f"error: {one_line(e)}", markup=False)
         sys.exit(2)
     except OSError as e:
-        if e.errno not in _STORAGE_ERRNOS:
+        if e.errno not in STORAGE_ERRNOS:
             raise
         # A full disk, a quota or a read-only file system: nothing half-written is left behind
         # (every file is written aside and renamed), so the same command resumes afterwards.
