@@ -21,9 +21,9 @@ One module per mode (benchmarks/<mode>.py); this one parses the arguments and ru
             metric collection); samples/s is the trainer's own `samples_per_s` of the second epoch
             (workers up, compilation done) and of the first.
   checkpoint  an epoch's checkpoint of the real system and optimiser state, written in the loop
-            (sync), by a thread, by tort's writer process (background) and by
-            torch.distributed.checkpoint's async_save: how long the loop waits, when the file is in
-            place, how fast Python runs meanwhile (--checkpoint-dir: the disk to write to).
+            (sync), by tort's writer thread (background) and by torch.distributed.checkpoint's
+            async_save: how long the loop waits, when the file is in place, how fast Python runs
+            meanwhile (--checkpoint-dir: the disk to write to).
   startup   a fresh process: interpreter, imports, CUDA init, dataset load, model build.
   syncs     the step replayed on the meta device, listing every op that would make the host wait
             for the GPU (.item(), float()/bool() of a device tensor, data-dependent shapes,

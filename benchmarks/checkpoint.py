@@ -1,18 +1,18 @@
-"""Mode `checkpoint`: an epoch's checkpoint of the real system and optimiser state, written four ways,
-for what each costs the training loop:
+"""Mode `checkpoint`: an epoch's checkpoint of the real system and optimiser state, written three
+ways, for what each costs the training loop:
 
   sync        `torch.save` in the loop (checkpoint_write=sync): the loop waits for the whole write.
-  thread      the loop copies the tensors (a snapshot), a thread `torch.save`s it: the well-kept
-              alternative to tort's writer process.
-  background  tort's writer process (checkpoint_write=background): the loop copies the tensors into
-              a shared buffer, another process serialises and writes them.
+  background  tort's writer (checkpoint_write=background): the loop copies the tensors into a
+              snapshot it keeps, a thread `torch.save`s it.
   dcp         `torch.distributed.checkpoint.async_save` (single process, its thread executor): it
               stages a copy and writes a directory of shards in a thread.
 
 Per writer and save: the loop's stall (until `save` returns), the total (until the file is in
-place), and how fast a pure-Python loop runs on the main thread while the write goes on, against
-its rate alone: a GPU's training loop is such a loop, dispatching kernels from Python, so a
-writer that holds the GIL slows it even where the cores are free.
+place), and a pure-Python loop on the main thread while the write goes on, against the same loop
+just before: a GPU's training loop is such a loop, dispatching kernels from Python. The kernel's
+accounting of that thread separates the two ways a writer can slow it: by taking a core (the
+thread waits, runnable) and by holding the GIL (the thread is blocked), which would slow it even
+where the cores are free.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,59 +31,50 @@ import torch
 
 from benchmarks.common import Row
 from benchmarks.step import StepRunner
-from tort_core.checkpoint import BackgroundWriter, background_supported, save_checkpoint
+from tort_core.checkpoint import BackgroundWriter, save_checkpoint
 from tort_core.config import RunConfig
 from tort_core.trainer import checkpoint_payload
 
-WRITERS = ("sync", "thread", "background", "dcp")
+WRITERS = ("sync", "background", "dcp")
 
 # dcp warns at every save, from its own thread, that it saves in a single process: as meant here.
 warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
 
 
-def python_rate(seconds: float) -> float:
-    """Iterations per second of a pure-Python loop: what the training loop's kernel dispatch gets."""
-    n, end = 0, time.perf_counter() + seconds
+@dataclass
+class Loop:
+    """A pure-Python loop on the main thread for a while: what a training loop's kernel dispatch
+    gets. `rate`: iterations per second. From the kernel's accounting of the thread (Linux
+    schedstat): the share of the time it ran, waited for a core (runnable: other work had the
+    cores), and was blocked (not runnable: waiting for the GIL, here). None where not available."""
+
+    rate: float
+    ran: float | None = None
+    waiting: float | None = None
+    blocked: float | None = None
+
+
+def _schedstat() -> tuple[int, int] | None:
+    """(ns on a core, ns runnable but waiting for one) of the calling thread so far."""
+    try:
+        on_cpu, waited, _ = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat").read_text().split()
+        return int(on_cpu), int(waited)
+    except (OSError, ValueError):
+        return None
+
+
+def python_loop(seconds: float) -> Loop:
+    before, t0 = _schedstat(), time.perf_counter()
+    n, end = 0, t0 + seconds
     while time.perf_counter() < end:
         for _ in range(1000):
             pass
         n += 1000
-    return n / seconds
-
-
-def snapshot(obj: Any) -> Any:
-    """`obj` with every tensor copied to host memory: what the loop hands a writer thread."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return type(obj)((k, snapshot(v)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(snapshot(v) for v in obj)
-    return obj
-
-
-class ThreadWriter:
-    """`torch.save` of a snapshot in a thread (the file written aside and renamed, as tort's writers
-    do). The candidate replacement of the writer process, measured here, not used by `fit`."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self.done_at = 0.0
-
-    def save(self, path: Path, payload: dict[str, Any]) -> None:
-        self.wait()
-        copy = snapshot(payload)
-        self._thread = threading.Thread(target=self._write, args=(path, copy), daemon=True)
-        self._thread.start()
-
-    def _write(self, path: Path, payload: dict[str, Any]) -> None:
-        save_checkpoint(path, payload)
-        self.done_at = time.perf_counter()
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    wall, after = time.perf_counter() - t0, _schedstat()
+    if before is None or after is None:
+        return Loop(n / wall)
+    ran, waiting = ((a - b) / 1e9 / wall for a, b in zip(after, before))
+    return Loop(n / wall, ran, waiting, max(0.0, 1.0 - ran - waiting))
 
 
 class DcpWriter:
@@ -90,12 +82,13 @@ class DcpWriter:
 
     def __init__(self) -> None:
         self._future: Future | None = None
-        self.done_at = 0.0
+        self._started = self.done_at = 0.0
 
     def save(self, path: Path, payload: dict[str, Any]) -> None:
         import torch.distributed.checkpoint as dcp
 
         self.wait()
+        self._started = time.perf_counter()
         target = path.with_suffix(".dcp")
         shutil.rmtree(target, ignore_errors=True)
         future = dcp.async_save(payload, checkpoint_id=str(target), no_dist=True)
@@ -106,6 +99,8 @@ class DcpWriter:
     def wait(self) -> None:
         if self._future is not None:
             self._future.result()
+            if self.done_at < self._started:  # the future's callback has not run yet
+                self.done_at = time.perf_counter()
             self._future = None
 
 
@@ -148,7 +143,7 @@ def bench_checkpoint(cfg: RunConfig, num_classes: int, device: torch.device, rep
                         extra={"bytes": size, "stall_seconds": sync, "total_seconds": sync}))
         window = max(0.05, min(sync) / 2)  # the Python rate is measured while the write surely goes on
         for name in writers:
-            if name == "sync" or (name == "background" and not background_supported()):
+            if name == "sync":
                 continue
             rows.append(_overlapped(name, cfg.recipe, path, payload, repeats, window, t_sync))
     finally:
@@ -160,19 +155,21 @@ def _overlapped(name: str, recipe: str, path: Path, payload, repeats: int, windo
     """The row of a writer whose write overlaps the loop: for each save, the Python rate alone just
     before it (a shared machine's load drifts), the save, the Python rate while it writes, and the
     wait for the file."""
-    writer: Any = {"thread": ThreadWriter, "background": BackgroundWriter, "dcp": DcpWriter}[name]()
-    stalls, totals, rates = [], [], []
+    writer: Any = {"background": BackgroundWriter, "dcp": DcpWriter}[name]()
+    stalls, totals, rates, loops = [], [], [], []
     try:
         t = time.perf_counter()
-        writer.save(path, payload())  # the first allocates buffers (background: the shared one)
+        writer.save(path, payload())  # the first allocates the snapshot
         first = time.perf_counter() - t
         writer.wait()
         for _ in range(repeats):
-            solo = python_rate(window)
+            solo = python_loop(window)
             t = time.perf_counter()
             writer.save(path, payload())
             stalls.append(time.perf_counter() - t)
-            rates.append(python_rate(window) / solo)
+            during = python_loop(window)
+            rates.append(during.rate / solo.rate)
+            loops.append({"solo": asdict(solo), "during": asdict(during)})
             writer.wait()
             done = t + stalls[-1] + writer.last_write_seconds if name == "background" else writer.done_at
             totals.append(done - t)
@@ -180,12 +177,15 @@ def _overlapped(name: str, recipe: str, path: Path, payload, repeats: int, windo
         return Row(recipe, "checkpoint", name, note=f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
     finally:
         if name == "background":
-            writer.close()
+            writer.release()
     written = path.with_suffix(".dcp") if name == "dcp" else path
     stall, total, rate = (statistics.median(x) for x in (stalls, totals, rates))
+    blocked = [x["during"]["blocked"] for x in loops if x["during"]["blocked"] is not None]
+    threads = (f" (its thread blocked {100 * statistics.median(blocked):.0f}% of the time, waiting for the GIL)"
+               if blocked else "")
     return Row(recipe, "checkpoint", name, seconds=stall,
                note=f"the loop waits {stall:.2f} s ({min(stalls):.2f}–{max(stalls):.2f}; sync: {t_sync:.2f} s); the file "
                     f"is in place after {total:.2f} s; meanwhile a Python loop runs at "
-                    f"{100 * rate:.0f}% of its solo rate; first save {first:.2f} s",
+                    f"{100 * rate:.0f}% of its solo rate{threads}; first save {first:.2f} s",
                extra={"bytes": _size(written), "stall_seconds": stalls, "total_seconds": totals,
-                      "python_rate_ratio": rates, "first_save_seconds": first})
+                      "python_rate_ratio": rates, "python_loops": loops, "first_save_seconds": first})

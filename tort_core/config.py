@@ -277,7 +277,7 @@ class RunConfig(_Section):
         "checkpoint is ~1.9 GB, seconds to write, which can rival a short epoch on a GPU"
     )
     checkpoint_write: Literal["auto", "sync", "background"] = Field(
-        "auto", description="sync: torch.save in the loop; background: a writer process writes a snapshot while "
+        "auto", description="sync: torch.save in the loop; background: a writer thread writes a snapshot while "
         "training goes on (the loop pays one memory copy); auto: background on CUDA, sync on a CPU"
     )
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -406,15 +406,13 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
         result.status, result.error = "failed", str(err)
     except BaseException:
         if writer is not None:
-            # The checkpoint in flight still lands (a Ctrl-C does not reach the writer); a failure
-            # of that write must not replace the error on its way out.
+            # The checkpoint in flight still lands (a Ctrl-C reaches the main thread only, not the
+            # writer's); a failure of that write must not replace the error on its way out.
             with contextlib.suppress(Exception):
                 writer.release()
         raise
     if writer is not None:
-        # The last checkpoint is on disk before fit returns; the writer process stays for the
-        # next run in this process (a reused worker's next trial).
-        writer.release()
+        writer.release()  # the last checkpoint is on disk before fit returns; its snapshot is freed
     for cb in callbacks:
         cb.on_fit_end(result)
     return result

@@ -211,7 +211,6 @@ def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and
 
 @pytest.mark.slow
 def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny_cfg, tmp_path, tiny_run):
-    from tort_core import checkpoint
     from tort_core.checkpoint import load_checkpoint
 
     cfg = tiny_cfg(checkpoint_write="background")  # 2 epochs + 1 cool-down
@@ -220,11 +219,8 @@ def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny
     with pytest.raises(Interrupt):
         fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1  # epoch 2's write landed as fit raised
-    writer = checkpoint._spare  # released by the run that raised, for the next run in this process
-    assert writer is not None and writer.alive
     start = StartEpoch()
     resumed = fit(cfg, tmp_path / "cut", callbacks=[start])
-    assert checkpoint._spare is writer  # the resumed run's checkpoints came from the same process
     assert start.epochs == [2]
     assert _metrics(resumed.records) == _metrics(full.records)
     assert all(r["checkpoint_seconds"] > 0 for r in resumed.records[2:])  # the epochs this fit ran
