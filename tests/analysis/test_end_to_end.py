@@ -54,10 +54,12 @@ def test_sweep_compare_report(tmp_path, monkeypatch, capsys, ray_session):
     t_compare = time.monotonic() - t0 - t_sweep
     # 4 trials planned; tort seed 0 at the default teacher temperature came from the ablation sweep
     assert "4 trials, 1 reused from the store, 3 run now" in err
-    assert "digits — scratch" in out and "final top-1" in out and "Welch p" in out
-    folder = next((tmp_path / "reports").glob("compare-tort-vs-sota-demo-scratch-*"))
+    assert "digits — scratch (chance 10.00%)" in out and "final test top-1 (%) — primary (Welch t)" in out
+    assert "settings: profile: demo" in out and "runs per arm" in out
+    (folder,) = (tmp_path / "reports").glob("compare-tort-vs-sota-demo-scratch-*")
+    assert folder.name.endswith("-digits-seeds0_1")
     table = pd.read_csv(folder / "compare_table.csv")
-    assert set(table["metric"]) == {"final_test_top1", "best_test_top1", "final_knn_top1", "best_knn_top1"}
+    assert set(table["metric"]) == {"final_test_top1", "final_knn_top1"}
     assert (table["n_baseline"] == 2).all() and (table["n_method"] == 2).all()
     assert table["method_mean"].between(0, 100).all()  # real accuracies from the store, in percent
     assert (folder / "compare.md").stat().st_size > 0 and (folder / "curves_scratch_test_top1.png").exists()
