@@ -201,3 +201,12 @@ def test_analysis_imports_neither_torch_nor_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_validation_selected_accuracy_is_a_labelled_secondary_row(frames, specs):
+    ep, tr = frames(specs(datasets=("digits",), seeds=(0, 1)))
+    ep["val_top1"] = ep["test_top1"] + 1.0
+    cmp = compare(Store.from_frames(ep, tr))
+    row = cmp.table.set_index("metric").loc["valsel_test_top1"]
+    assert row["role"] == "secondary"
+    assert "test top-1 (%) at the best-val_top1 epoch (validation-selected) — secondary" in comparison_markdown(cmp)
