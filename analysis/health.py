@@ -60,7 +60,8 @@ def run_counts(trials: pd.DataFrame, collapsed: pd.DataFrame | None = None) -> d
     if collapsed is not None and not collapsed.empty:
         ids = set(trials.loc[status == COMPLETED, "trial_id"])
         c = collapsed[collapsed["trial_id"].isin(ids)]
-        out["collapsed"], out["entropy_recorded"] = int(c["collapsed"].sum()), int(len(c))
+        if len(c):  # no teacher (a supervised baseline): n/a, not "0 of 0"
+            out["collapsed"], out["entropy_recorded"] = int(c["collapsed"].sum()), int(len(c))
     return out
 
 

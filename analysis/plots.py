@@ -305,7 +305,9 @@ def performance_profile_figure(profile: pd.DataFrame, title: str = ""):
     ax.set_ylabel("fraction of runs with score > τ")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize="small")
-    ax.set_title(title or "performance profile", fontsize=9)
+    bands = profile[["lo", "hi"]].notna().any(axis=None)
+    ax.set_title((title or "performance profile") + ("" if bands else " (no bands: < 3 seeds per dataset)"),
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -82,13 +82,16 @@ class _Page:
             c = f' class="{cls}"' if cls else ""
             self.parts.append(f"<ul{c}>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
 
+    def csv(self, df: pd.DataFrame, name: str) -> None:
+        self.tab_dir.mkdir(parents=True, exist_ok=True)
+        p = self.tab_dir / f"{name}.csv"
+        df.to_csv(p, index=False)
+        self.tables.append(p)
+
     def table(self, df: pd.DataFrame, caption: str = "", csv_name: str | None = None,
               csv_df: pd.DataFrame | None = None) -> None:
         if csv_name:
-            self.tab_dir.mkdir(parents=True, exist_ok=True)
-            p = self.tab_dir / f"{csv_name}.csv"
-            (csv_df if csv_df is not None else df).to_csv(p, index=False)
-            self.tables.append(p)
+            self.csv(csv_df if csv_df is not None else df, csv_name)
         if df.empty:
             self.p(f"{caption}: no rows." if caption else "no rows.", "missing")
             return
@@ -459,7 +462,7 @@ def _claims_section(page: _Page, ablations: list[Ablation], not_run: list[str],
     if rows:
         page.table(pd.DataFrame(rows), "", "claims", csv_df=pd.DataFrame(csv_rows))
     else:
-        page.table(pd.DataFrame(csv_rows).iloc[:0], "", "claims", csv_df=pd.DataFrame(csv_rows))
+        page.csv(pd.DataFrame(csv_rows), "claims")
         page.p("No ablation of a key the thesis makes a claim about is in this store.")
     if absent:
         page.p(f"Not run in this store: {', '.join(absent)}.")
