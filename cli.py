@@ -313,6 +313,7 @@ def compare_cmd(
     from analysis.report import comparison_figures
     from tort_core.sweep.comparison import run_comparison
 
+    _will_be_writable(out_dir, "--out")  # before any training, not after it (nothing is created yet)
     res = run_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
                          run=run, wandb=wandb, max_concurrent=max_concurrent, progress=progress, console=err)
     err.print(f"comparison sweep {res.sweep}: {res.planned} trials, {res.reused} reused from the store, "
@@ -327,12 +328,12 @@ def compare_cmd(
     if missing:
         cmp.notes.append(f"{len(missing)} of {res.planned} planned trials not completed: " + "; ".join(missing[:8])
                          + (" …" if len(missing) > 8 else ""))
-    out.print(f"settings: {settings_text(cmp)}")
+    out.print(f"settings: {settings_text(cmp)}", markup=False)
     out.print("primary test: Welch t on the final test top-1 per dataset (Holm over datasets); the rest is "
               "secondary; intervals are 95%")
     _print_tables(display_tables(cmp))
     for note in cmp.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {note}", markup=False)
     folder = out_dir / output_folder(res.sweep, labels, sorted({t.seed for t in res.trials}))
     written = write_comparison(cmp, folder)
     if not cmp.empty:
@@ -341,6 +342,19 @@ def compare_cmd(
     out.print(f"tables and figures → {folder}")
     if res.outcome is not None and res.outcome.failed:
         raise typer.Exit(1)
+
+
+def _will_be_writable(path: Path, flag: str) -> None:
+    """The directory exists and is writable, or its nearest existing parent is: checked without
+    creating anything (a rejected command leaves no folder behind)."""
+    import os
+
+    p = path.expanduser().resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not (p.is_dir() and os.access(p, os.W_OK | os.X_OK)):
+        raise ConfigError(f"{flag} {path}: cannot write there ({p} is not a writable directory); pass a directory "
+                          f"you can write to")
 
 
 def _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
