@@ -58,9 +58,10 @@ def test_ablation_figure_numeric_and_bar_variants(frames):
                                                "epoch the distillation loss made 90% of its drop"]
     xs = sorted(axes[0].get_lines()[0].get_xdata())  # the errorbar line, against the numeric value
     assert xs == pytest.approx([0.02, 0.04, 0.06])
-    fig2 = plots.ablation_figure(abl["subsets"], as_bars=True)
+    fig2 = plots.ablation_figure(abl["subsets"], as_bars=True, chance={"digits": 10.0})
     ax = fig2.get_axes()[0]
     assert len(ax.patches) == 2 and [t.get_text() for t in ax.get_xticklabels()] == ["distill", "distill+rotation"]
+    assert [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":"] == [10.0]  # bars: chance too
 
 
 def test_accuracy_panels_carry_a_chance_line(comparison_store):
