@@ -54,8 +54,7 @@ def _interval(boot: np.ndarray, value: float, n_min: int, n: int, level: float) 
     if not math.isfinite(value):
         return Estimate(value, n=n, why="no values")
     if n_min < MIN_BOOTSTRAP_SEEDS:
-        return Estimate(value, n=n, why=f"{n_min} seed{'s' if n_min != 1 else ''} per dataset; a bootstrap "
-                        f"interval under-covers below {MIN_BOOTSTRAP_SEEDS}")
+        return Estimate(value, n=n, why=f"needs ≥ {MIN_BOOTSTRAP_SEEDS} seeds per dataset")
     tail = expanded_tail(n_min, level)
     lo, hi = (float(q) for q in np.quantile(boot, [tail, 1 - tail]))
     if hi - lo <= 1e-12 * max(1.0, abs(value)):

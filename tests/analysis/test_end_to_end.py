@@ -30,7 +30,8 @@ def tort(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # "local": a fresh instance, never a cluster another process on this machine started
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -54,10 +55,11 @@ def test_sweep_compare_report(tmp_path, monkeypatch, capsys, ray_session):
     t_compare = time.monotonic() - t0 - t_sweep
     # 4 trials planned; tort seed 0 at the default teacher temperature came from the ablation sweep
     assert "4 trials, 1 reused from the store, 3 run now" in err
-    assert "digits — scratch (chance 10.00%)" in out and "final test top-1 (%) — primary (Welch t)" in out
+    assert "digits — scratch (chance 10.00%)" in out and "primary" in out and "Welch" in out
     assert "settings: profile: demo" in out and "runs per arm" in out
     (folder,) = (tmp_path / "reports").glob("compare-tort-vs-sota-demo-scratch-*")
     assert folder.name.endswith("-digits-seeds0_1")
+    assert "| final test top-1 (%) — primary (Welch t) |" in (folder / "compare.md").read_text()
     table = pd.read_csv(folder / "compare_table.csv")
     assert set(table["metric"]) == {"final_test_top1", "final_knn_top1"}
     assert (table["n_baseline"] == 2).all() and (table["n_method"] == 2).all()
