@@ -396,7 +396,7 @@ def _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, 
         if effect is not None:
             cells.append(str(r["seeds_needed"]))
         table.add_row(*cells)
-    out.print(table)
+    _wide().print(table)
     out.print("nothing was run (--plan)")
 
 
@@ -425,6 +425,11 @@ def report(
         out.print(f"{len(res.missing)} thing(s) missing or incomplete, listed at the top of the report")
 
 
+def _wide() -> Console:
+    """Piped output has no width to fit: keep table rows on one line rather than wrapping at 80."""
+    return out if out.is_terminal else Console(file=sys.stdout, width=240, highlight=False)
+
+
 def _print_tables(tables) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -436,8 +441,7 @@ def _print_tables(tables) -> None:
             table.add_column(escape(str(col)), overflow="fold")
         for row in df.itertuples(index=False):
             table.add_row(*[escape(str(v)) for v in row])
-        # Piped output has no width to fit: keep rows on one line rather than wrapping at 80.
-        console = out if out.is_terminal else Console(file=sys.stdout, width=240, highlight=False)
+        console = _wide()
         console.print(table)
         for note in t.notes:
             console.print(escape(note))
