@@ -317,6 +317,9 @@ def _faster_loss(c: Claim, ab: Ablation, tab: pd.DataFrame, trials: pd.DataFrame
     says = (f"epoch at which the distillation loss made 90% of its drop, default {ab.default}: "
             f"{fmt_num(r.loc[r['is_default'], 'mean'].mean(), 1)}; " + "; ".join(parts) + ".")
     n_min = int(min(claimed["n"].min(), ref_n))
+    if n_min < 2:
+        return Assessment(c.key, c.text, says + f" With {n_min} seed per value there is no test to run (a rank test "
+                          f"of 1 against 1 seed can only return p = 1).", INSUFFICIENT, c.metric)
     floor = mw_min_p(n_min, ref_n)
     details = []
     if floor >= ALPHA:

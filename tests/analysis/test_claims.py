@@ -129,3 +129,8 @@ def test_loss_subsets(frames):
 def test_keys_without_a_claim(frames):
     a = _assess(frames, "heads.out_dim", [128, 256], seeds=(0,))
     assert a.verdict == claims.NO_CLAIM
+
+
+def test_one_seed_per_value_is_insufficient_not_a_lean(frames):
+    a = _assess(frames, "loss.teacher_temp", [0.02, 0.04], seeds=(0,), distill=lambda v: (5.0, 1.0 if v < 0.04 else 4.0))
+    assert a.verdict == claims.INSUFFICIENT and "1 seed per value" in a.data_says
