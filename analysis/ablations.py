@@ -208,8 +208,8 @@ def _variant_table(done: pd.DataFrame, values: list[str], default: str, level: f
                 x = g.loc[g["value"] == v, m].to_numpy(dtype=float)
                 e = stats.mean_ci(x, level)
                 row = {"dataset": ds, "metric": m, "value": v, "is_default": v == default, "n": e.n,
-                       "mean": e.value, "lo": e.lo, "hi": e.hi, "why": e.why, "sd": float(np.nanstd(x, ddof=1)) if e.n > 1
-                       else math.nan}
+                       "mean": e.value, "lo": e.lo, "hi": e.hi, "why": e.why,
+                       "sd": float(np.nanstd(x, ddof=1)) if e.n > 1 else math.nan}
                 if v != default:
                     tg = stats.two_group(ref, x, level)
                     row.update({"diff": tg.diff.value, "diff_lo": tg.diff.lo, "diff_hi": tg.diff.hi,

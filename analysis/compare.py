@@ -193,9 +193,9 @@ def compare(store: Store, baseline: str = "sota", method: str = "tort", datasets
                                                                           level)})
         times = {r: time_per_trial(c) for r, c in curves.items()}
         for recipe, x in ((baseline, a), (method, b)):
+            seeds = sorted(pd.to_numeric(x["seed"], errors="coerce").dropna()) if "seed" in x else []
             row = {"mode": mode_, "dataset": ds, "recipe": recipe, "seeds": int(len(x)),
-                   "seed_list": ",".join(str(int(s)) for s in sorted(pd.to_numeric(x["seed"], errors="coerce").dropna()))
-                   if "seed" in x else ""}
+                   "seed_list": ",".join(str(int(s)) for s in seeds)}
             for m in metrics:
                 e = stats.mean_ci(x[m] if m in x else [], level)
                 row.update({f"{m}_mean": e.value, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
@@ -401,10 +401,10 @@ def _metric_cell(r: dict, role: str) -> str:
 def runs_table(cmp: Comparison) -> DisplayTable:
     rows = []
     for r in cmp.runs.to_dict("records"):
-        collapsed = ("n/a" if not math.isfinite(r["collapsed"]) else f"{int(r['collapsed'])} of {r['entropy_recorded']}")
+        collapsed = "n/a" if not math.isfinite(r["collapsed"]) else f"{int(r['collapsed'])} of {r['entropy_recorded']}"
         rows.append({"dataset": r["dataset"], "mode": r["mode"], "recipe": r["recipe"], "started": r["started"],
                      "completed": r["completed"], "failed": r["failed"],
-                     "failure rate": "n/a" if not math.isfinite(r["failure_rate"]) else f"{100 * r['failure_rate']:.0f}%",
+                     "failure rate": f"{100 * r['failure_rate']:.0f}%" if math.isfinite(r["failure_rate"]) else "n/a",
                      "not finished": r["running"], "teacher collapsed": collapsed, "epochs": r["epochs"]})
     notes = []
     if cmp.failed_as_chance:

@@ -117,7 +117,8 @@ def summarise_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
             if m in chosen:
                 out[f"valsel_{m}"] = chosen[m]
     never = [m for m in metrics if not finite_anywhere[m].any()]  # recorded by no trial at all
-    return out.drop(columns=[f"{p}_{m}" for m in never for p in ("final", "best")]).rename_axis("trial_id").reset_index()
+    out = out.drop(columns=[f"{p}_{m}" for m in never for p in ("final", "best")])
+    return out.rename_axis("trial_id").reset_index()
 
 
 @dataclass

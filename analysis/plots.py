@@ -230,7 +230,8 @@ def ablation_curves_figure(ab: Ablation, epochs: pd.DataFrame, metric: str = "lo
             if mc.empty:
                 continue
             ls = "-" if v == ab.default else "--"
-            ax.plot(mc["epoch"], mc["mean"], color=palette[i], ls=ls, label=f"{v}{' (default)' if v == ab.default else ''}")
+            label = f"{v} (default)" if v == ab.default else v
+            ax.plot(mc["epoch"], mc["mean"], color=palette[i], ls=ls, label=label)
             band = mc.dropna(subset=["lo", "hi"])
             if len(band):
                 lo, hi = _clip_band(metric, band["lo"], band["hi"])

@@ -239,7 +239,8 @@ def comparison_figures(store: Store, cmp: Comparison):
         prof = _profile(store, cmp, mode)
         if prof is not None:
             caption = (f"performance profile, {mode}: fraction of runs whose {metric_label(PRIMARY_METRIC)}, "
-                       f"normalised (chance → 0, {UPPER_REFERENCE:g}% → 1), exceeds τ; bands: stratified bootstrap")
+                       f"normalised (chance → 0, {UPPER_REFERENCE:g}% → 1), exceeds τ; "
+                       f"bands: stratified bootstrap")
             yield f"profile_{mode}", caption, plots.performance_profile_figure(prof, caption.split(":")[0])
 
 

@@ -4,10 +4,11 @@
     python -m analysis.simulation --reps 100 --n 3
 
 Each row is one thing the report shows, each column a seed count per arm; each cell is a rate over
-`reps` simulated experiments (a coverage counts the experiments where an interval was shown:
-"not shown" where the report shows none at that seed count) with a fixed seed, for the method the report used before ("before")
-and the one it uses now ("now"). Data are normal unless the row says otherwise; the true value
-each interval should cover is known by construction (or, for IQMs of mixtures, from 400,000 draws).
+`reps` simulated experiments with a fixed seed, for the method the report used before ("before")
+and the one it uses now ("now"). A coverage counts the experiments where an interval was shown
+("not shown": the report shows none at that seed count). Data are normal unless the row says
+otherwise; the true value each interval should cover is known by construction (or, for IQMs of
+mixtures, from 400,000 draws).
 
 The tests in tests/analysis/test_simulation.py run a few of these cells with fewer reps and fail
 if the displayed Δ interval covers less than 92% at 3 seeds or the primary test's false-positive

@@ -22,7 +22,8 @@ def test_observed_sd_is_the_pooled_sd_of_the_comparisons_trials(frames, specs):
     a = t.loc[t.recipe == "sota", "final_test_top1"].to_numpy()
     b = t.loc[t.recipe == "tort", "final_test_top1"].to_numpy()
     expected = math.sqrt((2 * a.var(ddof=1) + 2 * b.var(ddof=1)) / 4)
-    assert sds["digits"][0] == pytest.approx(expected) and "this comparison's trials (3 sota + 3 tort" in sds["digits"][1]
+    assert sds["digits"][0] == pytest.approx(expected)
+    assert "this comparison's trials (3 sota + 3 tort" in sds["digits"][1]
     assert observed_sd(store, "sota", "tort", ["digits"], "finetune") == {}  # another mode: nothing to borrow
 
 
