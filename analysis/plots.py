@@ -255,7 +255,7 @@ def cd_diagram(ranking, title: str = ""):
     bar under every group whose mean ranks differ by less than the Nemenyi critical difference."""
     _style()
     k = ranking.k
-    fig, ax = plt.subplots(figsize=(7.0, 1.6 + 0.32 * k))
+    fig, ax = plt.subplots(figsize=(7.0, 1.4 + 0.3 * k))
     if k < 2 or not math.isfinite(ranking.cd):
         no_data(ax, "; ".join(ranking.notes) or "no ranking")
         ax.set_title(title)
@@ -263,7 +263,7 @@ def cd_diagram(ranking, title: str = ""):
     names, ranks = list(ranking.mean_ranks.index), ranking.mean_ranks.to_numpy(dtype=float)
     lo, hi = 1, max(k, 2)
     ax.set_xlim(lo - 0.3, hi + 0.3)
-    ax.set_ylim(-(k // 2 + 2) - 0.5 * len(ranking.cliques()), 1.6)
+    ax.set_ylim(-((k + 1) // 2) - 0.6, 1.6)
     ax.hlines(0, lo, hi, color="k", lw=1)
     for r in range(lo, hi + 1):
         ax.vlines(r, 0, 0.12, color="k", lw=1)
