@@ -14,7 +14,7 @@ One module per mode (benchmarks/<mode>.py); this one parses the arguments and ru
   pipeline  the data pipeline alone: the recipe's real training transform, `SeededViews`, a
             DataLoader with N workers; images/s, and images per CPU-second of the processes doing
             the work (what one core delivers, even on a shared machine), hence the cores needed
-            for the issue's targets; plus the CPU cost of each view. Both places augmentation can
+            for the H100 targets; plus the CPU cost of each view. Both places augmentation can
             run (views.augment_on): all on the CPU, and the worker half of `device` (decode and
             the random draws), plus the device half alone (on --device).
   e2e       the real `trainer.fit` for two short epochs (augmentation, all losses, EMA, Lookahead,

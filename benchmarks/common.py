@@ -16,7 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The issue's H100 targets, end to end at the thesis profile (samples/s).
+# The H100 targets, end to end at the thesis profile (samples/s).
 TARGETS = {"tort": 520.0, "sota": 2500.0}
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' datasheets, by device-name fragment;
 # the first match wins, so the more specific names come first.
@@ -52,7 +52,7 @@ class Row:
 
 class LiveRows(list):
     """The rows so far. Each is printed (stderr) as it is measured and the --json file rewritten
-    with "partial": true, so a run cut off by a time limit (a lent GPU's 10-minute slot) still
+    with "partial": true, so a run cut off by a time limit (a GPU booked for 10 minutes) still
     leaves every row it finished."""
 
     def __init__(self, save) -> None:
