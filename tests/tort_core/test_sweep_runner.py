@@ -119,7 +119,7 @@ def test_failures_are_isolated_and_trials_get_their_own_gpu(ray_address, tmp_pat
     assert set(load_members(results)["sweep"]) == {"mixed"}
 
 
-# Checkpoints by the writer process, as trials on a GPU write them: started from a Ray worker, and
+# Checkpoints by the background writer, as trials on a GPU write them: started in a Ray worker, and
 # killed with it.
 KILL_SPEC = {"name": "killed", "profile": "demo", "overrides": {**TINY, "epochs": 3, "checkpoint_write": "background"},
              "max_concurrent": 1, "axes": {"loss.teacher_temp": [0.04, 0.05]}}
