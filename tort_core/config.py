@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from . import safe_yaml
 from .errors import ConfigError
-from .registry import suggest
+from .registry import DATASETS, LOSSES, RECIPES, suggest
 
 Pair = tuple[float, float]
 
@@ -61,16 +61,21 @@ class ModelConfig(_Section):
     @classmethod
     def _init_exists(cls, v: Path | None) -> Path | None:
         if v is not None and not Path(v).expanduser().is_file():
-            raise ValueError(f"checkpoint '{v}' does not exist; pass a local .pt/.pth/.safetensors file")
+            raise ValueError(missing_checkpoint(v))
         return v
+
+
+def missing_checkpoint(path: Any) -> str:
+    """The message for a `model.init` checkpoint that is not there (wherever that is found)."""
+    return f"checkpoint '{path}' does not exist; pass a local .pt/.pth/.safetensors file"
 
 
 class DataConfig(_Section):
     dataset: str = Field("digits", description="registered dataset name, see `tort datasets`")
     root: Path | None = Field(None, description="local root for file-based datasets (TORT_DATA_ROOT)")
-    num_workers: int = Field(0, ge=0)
-    eval_batch_size: int = Field(256, ge=1)
-    pin_memory: bool = True
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for training and evaluation images")
+    eval_batch_size: int = Field(256, ge=1, description="images per batch at evaluation")
+    pin_memory: bool = Field(True, description="page-locked loader batches (used on CUDA only)")
     decoded_cache_mb: int = Field(
         4096, ge=0, description="keep up to this many MB of decoded training images in memory, so that epochs after "
         "the first skip the JPEG decode (0: decode at every epoch)"
@@ -78,29 +83,38 @@ class DataConfig(_Section):
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (smoke tests)")
     test_limit: int | None = Field(None, ge=1, description="use only the first N held-out images (smoke tests)")
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:  # tort's catalog and installed plug-ins: nothing imported
+            raise ValueError(DATASETS.unknown(v))
+        return v
+
 
 class ViewsConfig(_Section):
     """Multi-crop views of one image: 2 global, 1 masked global, `n_local` local views."""
 
-    global_size: int = Field(224, ge=8)
-    local_size: int = Field(96, ge=4)
-    n_local: int = Field(6, ge=0)
-    global_scale: Pair = (0.4, 1.0)
-    local_scale: Pair = (0.05, 0.4)
+    global_size: int = Field(224, ge=8,
+        description="side of the global and masked views, and of evaluation images (px)")
+    local_size: int = Field(96, ge=4, description="side of the local views (px)")
+    n_local: int = Field(6, ge=0, description="local views per image (the thesis's N_a)")
+    global_scale: Pair = Field((0.4, 1.0), description="area fraction of the image a global view's random crop covers")
+    local_scale: Pair = Field((0.05, 0.4), description="area fraction of the image a local view's random crop covers")
     mask_scale: Pair = Field((0.4, 0.6), description="area fraction of the erased rectangle")
     mask_ratio: Pair = Field((0.75, 1.0), description="aspect ratio of the erased rectangle")
     rot_prob: float = Field(0.5, ge=0, le=1, description="probability that a global-like view is rotated")
     teacher_rotated: bool = Field(
         True, description="the teacher sees the same (rotated) global-like views as the student, as in the thesis"
     )
-    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
-    jitter_prob: float = Field(0.8, ge=0, le=1)
-    grayscale_prob: float = Field(0.2, ge=0, le=1)
-    blur_sigma: Pair = (0.1, 2.0)
-    blur_prob_global1: float = Field(1.0, ge=0, le=1)
-    blur_prob_global2: float = Field(0.1, ge=0, le=1)
-    blur_prob_local: float = Field(0.5, ge=0, le=1)
-    solarize_prob: float = Field(0.2, ge=0, le=1)
+    color_jitter: tuple[float, float, float, float] = Field(
+        (0.4, 0.4, 0.2, 0.1), description="colour jitter strengths: brightness, contrast, saturation, hue")
+    jitter_prob: float = Field(0.8, ge=0, le=1, description="probability that a view is colour-jittered")
+    grayscale_prob: float = Field(0.2, ge=0, le=1, description="probability that a view is made grey")
+    blur_sigma: Pair = Field((0.1, 2.0), description="range of the Gaussian blur's radius (px)")
+    blur_prob_global1: float = Field(1.0, ge=0, le=1, description="blur probability of the first global view")
+    blur_prob_global2: float = Field(0.1, ge=0, le=1, description="blur probability of the second global view")
+    blur_prob_local: float = Field(0.5, ge=0, le=1, description="blur probability of each local view")
+    solarize_prob: float = Field(0.2, ge=0, le=1, description="solarisation probability of the second global view")
     eval_crop_pct: float = Field(0.875, gt=0, le=1, description="centre-crop fraction at evaluation")
     augment_on: Literal["auto", "cpu", "device"] = Field(
         "auto", description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
@@ -134,10 +148,11 @@ class ViewsConfig(_Section):
 class HeadConfig(_Section):
     """DINO-style contrastive head: MLP (hidden, GELU) → bottleneck → L2 norm → weight-normed layer."""
 
-    out_dim: int = Field(1024, ge=1)
-    hidden_dim: int = Field(2048, ge=1)
-    bottleneck_dim: int = Field(256, ge=1)
-    nlayers: int = Field(3, ge=1)
+    out_dim: int = Field(1024, ge=1, description="output width of the contrastive head (the distillation's K)")
+    hidden_dim: int = Field(2048, ge=1, description="width of the head's hidden MLP layers")
+    bottleneck_dim: int = Field(256, ge=1,
+        description="width of the L2-normalised bottleneck (k-NN features with eval.knn_features=head)")
+    nlayers: int = Field(3, ge=1, description="layers of the head's MLP, bottleneck included")
     norm_last_layer: bool = Field(True, description="freeze the weight norm of the last layer at 1")
 
 
@@ -151,12 +166,15 @@ class LossConfig(_Section):
         default_factory=lambda: {"distill": 1.0, "supervised": 2.5, "rotation": 1.0},
         description="weight of each enabled loss in the total; a loss without an entry weighs 1.0 (region)",
     )
-    student_temp: float = Field(0.1, gt=0)
-    teacher_temp: float = Field(0.04, gt=0)
+    student_temp: float = Field(0.1, gt=0, description="temperature of the student's softmax (distill, region)")
+    teacher_temp: float = Field(0.04, gt=0,
+        description="temperature of the teacher's softmax after its warm-up (distill, region)")
     warmup_teacher_temp: float = Field(0.04, gt=0, description="teacher temperature at epoch 0")
     warmup_teacher_temp_epochs: int = Field(0, ge=0, description="linear warm-up of the teacher temperature")
-    center_momentum: float = Field(0.9, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    center_momentum: float = Field(0.9, ge=0, lt=1,
+        description="momentum of the centre's EMA of the teacher's batch means")
+    label_smoothing: float = Field(0.0, ge=0, lt=1,
+        description="label smoothing of the supervised loss (and of Mixup's targets)")
 
     @field_validator("enabled")
     @classmethod
@@ -165,8 +183,6 @@ class LossConfig(_Section):
             raise ValueError("at least one loss must be enabled")
         if len(set(v)) != len(v):
             raise ValueError(f"losses listed twice: {v}")
-        from .losses import LOSSES
-
         for name in v:
             if name not in LOSSES:
                 raise ValueError(
@@ -177,8 +193,6 @@ class LossConfig(_Section):
     @field_validator("weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
-        from .losses import LOSSES
-
         for name, w in v.items():
             if name not in LOSSES:
                 raise ValueError(f"weight for unknown loss '{name}'{suggest(name, LOSSES.names())}")
@@ -189,15 +203,17 @@ class LossConfig(_Section):
 
 class OptimConfig(_Section):
     name: str = Field("lookahead_adamw", description="timm optimizer name (lookahead_ prefix wraps it)")
-    lr: float = Field(5e-4, gt=0)
-    min_lr: float = Field(1e-6, ge=0)
-    warmup_lr: float = Field(1e-8, ge=0)
-    warmup_epochs: int = Field(10, ge=0)
+    lr: float = Field(5e-4, gt=0, description="base learning rate, reached at the end of the warm-up")
+    min_lr: float = Field(1e-6, ge=0,
+        description="learning rate at the end of the cosine decay and through the cool-down")
+    warmup_lr: float = Field(1e-8, ge=0, description="learning rate at the first step of the warm-up")
+    warmup_epochs: int = Field(10, ge=0, description="epochs of linear warm-up from warmup_lr to lr")
     cooldown_epochs: int = Field(3, ge=0, description="epochs at min_lr after the cosine decay")
     warmup_prefix: bool = Field(True, description="cosine starts after warm-up, so lr == base lr at its end")
-    weight_decay: float = Field(0.04, ge=0)
+    weight_decay: float = Field(0.04, ge=0,
+        description="weight decay (not on norms, biases, position embedding and class token)")
     clip_grad: float | None = Field(3.0, gt=0, description="global gradient-norm clip; null disables")
-    betas: Pair = (0.9, 0.999)
+    betas: Pair = Field((0.9, 0.999), description="Adam's β1, β2 (adam and adamw optimizers)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (fine-tuning)")
     fused: Switch = Field(
         "auto", description="torch's fused optimiser step (Adam, AdamW, SGD): one pass over the weights instead of "
@@ -217,14 +233,14 @@ class AugConfig(_Section):
     # it: it asks for a 0-bit posterize at high magnitudes, which Pillow ≥ 12 rejects; it now runs
     # (views.posterize_any_bits) but changing the default would change every sota trial id.
     randaugment: str | None = Field("rand-m9-mstd0.5", description="timm RandAugment string; null disables")
-    mixup: float = Field(0.2, ge=0)
-    cutmix: float = Field(0.0, ge=0)
-    scale: Pair = (0.08, 1.0)
-    hflip: float = Field(0.5, ge=0, le=1)
+    mixup: float = Field(0.2, ge=0, description="Mixup's α (0: off)")
+    cutmix: float = Field(0.0, ge=0, description="CutMix's α (0: off)")
+    scale: Pair = Field((0.08, 1.0), description="area fraction of the image the random crop covers")
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
 
 
 class EvalConfig(_Section):
-    knn_k: int = Field(20, ge=1)
+    knn_k: int = Field(20, ge=1, description="neighbours that vote in the k-NN evaluation")
     knn_temperature: float = Field(0.07, gt=0, description="softmax temperature of weighted k-NN votes (DINO)")
     knn_features: Literal["head", "backbone"] = Field(
         "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding"
@@ -238,12 +254,13 @@ class EvalConfig(_Section):
 
 
 class RunConfig(_Section):
-    recipe: str = "tort"
-    profile: str = "thesis"
-    mode: Literal["scratch", "finetune"] = "scratch"
+    recipe: str = Field("tort", description="the training method, see `tort recipes`")
+    profile: str = Field("thesis", description="the named overlay the run was resolved with, see catalog.PROFILE_INFO")
+    mode: Literal["scratch", "finetune"] = Field("scratch",
+        description="train from random weights, or fine-tune from model.init")
     seed: int = Field(0, ge=0, lt=2**63, strict=True, description="seeds every random draw of the run")
     epochs: int = Field(100, ge=1, description="warm-up + cosine epochs; cool-down epochs come on top")
-    batch_size: int = Field(32, ge=2)
+    batch_size: int = Field(32, ge=2, description="images per optimiser step (each with all its views)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     threads: int | None = Field(None, ge=1, description="torch threads for the run; null: the cores this process "
                                 "may use less one per loader worker, at least 1")
@@ -260,7 +277,7 @@ class RunConfig(_Section):
         "checkpoint is ~1.9 GB, seconds to write, which can rival a short epoch on a GPU"
     )
     checkpoint_write: Literal["auto", "sync", "background"] = Field(
-        "auto", description="sync: torch.save in the loop; background: a writer process writes a snapshot while "
+        "auto", description="sync: torch.save in the loop; background: a writer thread writes a snapshot while "
         "training goes on (the loop pays one memory copy); auto: background on CUDA, sync on a CPU"
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -277,7 +294,8 @@ class RunConfig(_Section):
     def _cross_checks(self) -> RunConfig:
         if self.optim.warmup_epochs >= self.epochs:
             raise ValueError(
-                f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+                f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be smaller than epochs ({self.epochs}); "
+                f"lower it (--set optim.warmup_epochs={max(0, self.epochs - 1)}) or train longer"
             )
         if self.optim.min_lr > self.optim.lr:
             raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")
@@ -337,7 +355,7 @@ _DICT_FIELDS = {"kwargs", "weights"}
 # ---------------------------------------------------------------------------------------------
 # Profiles: named overlays that scale the whole run (model, crop sizes, data, epochs).
 
-def _thesis_profile(recipe: str) -> dict[str, Any]:
+def _thesis_profile() -> dict[str, Any]:
     return {
         "model.name": "vit_base_patch16_224",
         "views.global_size": 224,
@@ -348,7 +366,7 @@ def _thesis_profile(recipe: str) -> dict[str, Any]:
     }
 
 
-def _demo_profile(recipe: str) -> dict[str, Any]:
+def _demo_profile() -> dict[str, Any]:
     # A tiny ViT on the embedded digits (32 px): crops keep roughly the thesis's 224:96 proportion
     # (32:16, 8-px patches → 16 and 4 tokens), blur radii shrink with the image; a couple of minutes
     # on 2 CPU cores.
@@ -372,12 +390,12 @@ def _demo_profile(recipe: str) -> dict[str, Any]:
         "optim.lr": 1e-3,
         "teacher.momentum": 0.996,
     }
-    if recipe == "sota":
-        # As in the thesis, the baseline has no cool-down; RandAugment is milder on 32-px digits.
-        overlay.update({"optim.cooldown_epochs": 0, "aug.randaugment": "rand-m5-mstd0.5"})
     return overlay
 
 
+# name → overlay (a function: a profile may read the machine, as thesis does its CPU count); each
+# profile's description is its `catalog.PROFILE_INFO` entry. A recipe adjusts a profile with
+# `Recipe.profile_overrides`.
 PROFILES: dict[str, Any] = {"thesis": _thesis_profile, "demo": _demo_profile}
 
 
@@ -443,21 +461,28 @@ def build_config(
     mode: str = "scratch",
     overrides: dict[str, Any] | None = None,
     where: str = "--set",
+    check_names: bool = True,
 ) -> RunConfig:
-    """Resolve defaults → recipe → profile → overrides into a validated RunConfig."""
-    from .recipes import RECIPES
+    """Resolve defaults → recipe → profile (and the recipe's adjustments of it) → overrides into a
+    validated RunConfig.
 
+    The checks run cheapest first, and none before the last imports torch: the profile, recipe,
+    key, value, dataset and loss names (read from the catalog and the plug-ins' metadata), the
+    cross-key and recipe checks; then, with `check_names`, the names only timm knows (model and
+    optimizer), which import it. `check_names=False` leaves those to a later `validate_names`."""
     if profile not in PROFILES:
         raise ConfigError(
             f"unknown profile '{profile}'{suggest(profile, list(PROFILES))}; choose one of: {', '.join(PROFILES)}"
         )
-    rec = RECIPES.get(recipe)()
+    RECIPES.check(recipe)
     overrides = dict(overrides or {})
     for key in overrides:
         check_key(key, where)
+    rec = RECIPES.get(recipe)()  # tort's recipes import no torch (a plug-in's module may)
     layers: dict[str, Any] = {"recipe": recipe, "profile": profile, "mode": mode}
     layers.update(rec.defaults(mode))
-    layers.update(PROFILES[profile](recipe))
+    layers.update(PROFILES[profile]())
+    layers.update(rec.profile_overrides(profile))
     layers.update(overrides)
     if "data.root" not in layers and os.environ.get("TORT_DATA_ROOT"):
         layers["data.root"] = os.environ["TORT_DATA_ROOT"]
@@ -471,22 +496,23 @@ def build_config(
     except ValidationError as err:
         raise ConfigError(validation_message(err, where)) from None
     rec.validate(cfg)
+    # Asks the recipe to build its device half (torch): only for a config that wants it, after the cheap checks.
     if cfg.views.augment_on == "device" and rec.device_augmentation(cfg) is None:
         raise ConfigError(f"{where}: views.augment_on: recipe '{recipe}' has no device augmentation; "
                           f"use views.augment_on=cpu or auto")
-    validate_names(cfg, where)
+    if check_names:
+        validate_names(cfg, where)
     return cfg
 
 
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
-    """Names that live in registries outside this module: dataset, timm model and timm optimizer;
-    and that timm builds the model with these kwargs (on the meta device: no memory, no weights)."""
-    from .data import DATASETS
+    """The names only timm knows, the model and the optimizer, and that timm builds the model with
+    these kwargs (on the meta device: no memory, no weights). Imports timm (and torch), so it runs
+    after every other check (`build_config`)."""
     from .models import check_builds, check_model_name
     from .optim import check_optimizer
 
-    for key, check in (("data.dataset", lambda: DATASETS.get(cfg.data.dataset)),
-                       ("model.name", lambda: check_model_name(cfg.model.name)),
+    for key, check in (("model.name", lambda: check_model_name(cfg.model.name)),
                        ("model.kwargs", lambda: check_builds(cfg.model, cfg.views.global_size)),
                        ("optim", lambda: check_optimizer(cfg.optim.name, cfg.optim.fused))):
         try:

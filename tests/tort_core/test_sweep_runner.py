@@ -83,7 +83,8 @@ def test_failures_are_isolated_and_trials_get_their_own_gpu(ray_address, tmp_pat
     diverged = trials[trials["optim.lr"] == 1.0e6].iloc[0]
     assert diverged["status"] == "failed" and "non-finite loss" in diverged["error"]
     raised = trials.loc[str(garbage)]
-    assert raised["status"] == "failed" and "model.init" in raised["error"] and raised["attempts"] == 2
+    # an unreadable init file is deterministic: the trial fails at once, not once per retry
+    assert raised["status"] == "failed" and "model.init" in raised["error"] and raised["attempts"] == 1
     # provenance on every row
     for col in ("sweep", "trial_id", "seed", "loss.teacher_temp", "views.mask_scale", "git.commit",
                 "version.torch", "version.ray", "hw.host", "hw.device", "wall_seconds", "samples_per_s"):
@@ -118,7 +119,7 @@ def test_failures_are_isolated_and_trials_get_their_own_gpu(ray_address, tmp_pat
     assert set(load_members(results)["sweep"]) == {"mixed"}
 
 
-# Checkpoints by the writer process, as trials on a GPU write them: started from a Ray worker, and
+# Checkpoints by the background writer, as trials on a GPU write them: started in a Ray worker, and
 # killed with it.
 KILL_SPEC = {"name": "killed", "profile": "demo", "overrides": {**TINY, "epochs": 3, "checkpoint_write": "background"},
              "max_concurrent": 1, "axes": {"loss.teacher_temp": [0.04, 0.05]}}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config
+from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config, validate_names
 from ..errors import ConfigError
 from .spec import POSITIONAL_KEYS, SweepSpec
 
@@ -106,7 +106,10 @@ def count_trials(spec: SweepSpec, drop: set[str] = frozenset(), datasets: int = 
 def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | None = None,
            max_trials: int = MAX_TRIALS) -> Expansion:
     """Resolve every trial's config; any invalid combination raises ConfigError before anything runs,
-    and so does a spec of more than `max_trials` trials."""
+    and so does a spec of more than `max_trials` trials.
+
+    Every trial is checked without torch first; the names only timm knows (model, optimizer) are
+    checked last, once per distinct name, so a mistake anywhere else fails before timm is imported."""
     sets = dict(sets or {})
     src = spec.source
     profile = profile or spec.profile
@@ -125,9 +128,14 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
 
     # The base must be valid on its own: blame overrides and --set before any combination.
     base = {**spec.overrides}
-    build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides")
+    named: dict[tuple, tuple[RunConfig, str]] = {}  # model and optimizer → where they are first set
+    checked = [(build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides", check_names=False),
+                f"{src}: overrides")]
     if sets:
-        build_config(recipe, profile, mode, _absolute({**base, **sets}), where="--set")
+        checked.append((build_config(recipe, profile, mode, _absolute({**base, **sets}), where="--set",
+                                     check_names=False), "--set"))
+    for cfg, where in checked:
+        named.setdefault(_timm_names(cfg), (cfg, where))
 
     if "data.dataset" in sets:
         datasets = [sets["data.dataset"]]
@@ -155,8 +163,9 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                 overrides.update(sets)
                 label = " ".join([f"{k}={_short(v)}" for k, v in point.items()] + [f"seed={seed}"]
                                  + ([ds] if ds else []))
-                cfg = build_config(args["recipe"], profile, args["mode"], _absolute(overrides),
-                                   where=f"{src}: trial {label}")
+                where = f"{src}: trial {label}"
+                cfg = build_config(args["recipe"], profile, args["mode"], _absolute(overrides), where=where,
+                                   check_names=False)
                 cfg = _absolute_config(cfg)
                 tid = cfg.content_hash()
                 if tid in seen:
@@ -165,8 +174,17 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                 seen.add(tid)
                 trials.append(Trial(id=tid, sweep=spec.name, index=len(trials), seed=seed,
                                     dataset=cfg.data.dataset, axes=dict(point), config=cfg))
+                named.setdefault(_timm_names(cfg), (cfg, where))
+    for cfg, where in named.values():
+        validate_names(cfg, where)
     return Expansion(spec=spec, profile=profile, trials=trials, varying=varying_keys([t.config for t in trials]),
                      collapsed=collapsed, duplicates=duplicates)
+
+
+def _timm_names(cfg: RunConfig) -> tuple:
+    """What `validate_names` checks: the model (its name, kwargs and size) and the optimizer."""
+    return (cfg.model.name, json.dumps(cfg.model.kwargs, sort_keys=True, default=str), cfg.views.global_size,
+            cfg.optim.name, cfg.optim.fused)
 
 
 def varying_keys(configs: list[RunConfig]) -> list[str]:

@@ -28,7 +28,6 @@ them in order.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from ..errors import ConfigError
+from ..errors import STORAGE_ERRNOS, ConfigError
 from ..store import MEMBERS_TABLE, ResultStore
 from .layout import RAY_DIR, RUNS_DIR, run_dir, state_path
 from .outcome import SweepOutcome, TrialOutcome, collect_outcome
@@ -262,9 +261,6 @@ def fit_quietly(tuner, display, console: Console) -> None:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
         display.stop()
-
-
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def storage_error(err: BaseException) -> OSError | None:
