@@ -49,31 +49,6 @@ def _overrides(sets: Optional[list[str]], **named) -> dict:
     return overrides
 
 
-def _check_root_used(datasets: list[str], root_given: bool, where: str) -> None:
-    """--data-root with only embedded datasets would be silently ignored: say so instead."""
-    from tort_core.catalog import DATASET_INFO
-
-    if root_given and datasets and not any(DATASET_INFO[d].needs_root if d in DATASET_INFO else True
-                                           for d in datasets):
-        raise ConfigError(f"{where}: --data-root is set but dataset {', '.join(repr(d) for d in datasets)} is embedded "
-                          f"and reads no files; add --dataset imagefolder (or flowers102, ...) to train on the root")
-
-
-def _writable_dir(path: Path, flag: str) -> Path:
-    """`path` made (if need be) and checked writable, before any work: one line if it is not."""
-    import tempfile
-
-    path = path.expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror or e}); pass a directory you can "
-                          f"write to") from None
-    return path
-
-
 @app.command()
 def train(
     recipe: str = RECIPE,
@@ -96,7 +71,7 @@ def train(
     """Train one run; write metrics.parquet, summary.json and checkpoint.pt to the run directory."""
     import yaml
 
-    from tort_core.config import build_config
+    from tort_core.config import build_config, check_root_used
 
     if init is not None:
         init = init.expanduser().resolve()
@@ -105,7 +80,8 @@ def train(
              "device": device, "threads": threads}
     overrides = _overrides(sets, **named)
     cfg = build_config(recipe, profile, mode, overrides, where="tort train")
-    _check_root_used([cfg.data.dataset], "data.root" in overrides, "tort train")
+    if "data.root" in overrides:
+        check_root_used({cfg.data.dataset}, "--data-root" if data_root else "--set data.root")
     # The config is valid: only now the modules that import torch.
     from tort_core.data import load_dataset
     from tort_core.progress import RichProgress
@@ -114,7 +90,9 @@ def train(
 
     data = load_dataset(cfg.data.dataset, cfg.data.root)  # a bad root fails here, before anything is written
     run_dir = (out_dir or Path("runs") / f"{cfg.recipe}-{cfg.profile}-{cfg.data.dataset}-s{cfg.seed}-{cfg.content_hash()}")
-    run_dir = _writable_dir(run_dir, "--out")
+    _will_be_writable(run_dir, "--out")
+    run_dir = run_dir.expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile,
             "dataset": cfg.data.dataset, "seed": cfg.seed, "model": cfg.model.name}
@@ -341,14 +319,13 @@ def compare_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="live sweep progress"),
 ) -> None:
     """Method vs baseline per dataset and across datasets: runs the missing trials, then tests."""
-    from tort_core.config import parse_sets
-    from tort_core.errors import ConfigError
     from tort_core.sweep.comparison import output_folder, parse_seeds
 
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
-    overrides = parse_sets(sets)
-    if data_root is not None:
-        overrides["data.root"] = str(data_root.expanduser().resolve())
+    root = str(data_root.expanduser().resolve()) if data_root is not None else None
+    init_path = str(init.expanduser().resolve()) if init is not None else None
+    overrides = _overrides(sets, **{"data.root": root, "epochs": epochs, "model.init": init_path})
+    epochs, init = overrides.pop("epochs", None), overrides.pop("model.init", None)
     seed_spec = parse_seeds(seeds)
     for flag, value in (("--plan-effect", plan_effect), ("--plan-sd", plan_sd)):
         if value is not None and not (value > 0 and value != float("inf")):

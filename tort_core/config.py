@@ -505,6 +505,16 @@ def build_config(
     return cfg
 
 
+def check_root_used(datasets: set[str], where: str) -> None:
+    """A data root given for datasets that read no files would be silently ignored: say so."""
+    from .registry import DATASETS
+
+    if datasets and not any(getattr(DATASETS.info(d), "needs_root", True) for d in datasets):
+        names = ", ".join(repr(d) for d in sorted(datasets))
+        raise ConfigError(f"{where}: a data root is set but {names} {'is' if len(datasets) == 1 else 'are'} embedded "
+                          f"and read no files; name a file-based dataset (imagefolder, flowers102, ...) to use it")
+
+
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
     """The names only timm knows, the model and the optimizer, and that timm builds the model with
     these kwargs (on the meta device: no memory, no weights). Imports timm (and torch), so it runs

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config, validate_names
+from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config, check_root_used, validate_names
 from ..errors import ConfigError
 from .spec import POSITIONAL_KEYS, SweepSpec
 
@@ -175,6 +175,9 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                 trials.append(Trial(id=tid, sweep=spec.name, index=len(trials), seed=seed,
                                     dataset=cfg.data.dataset, axes=dict(point), config=cfg))
                 named.setdefault(_timm_names(cfg), (cfg, where))
+    if "data.root" in sets or "data.root" in spec.overrides:
+        check_root_used({t.dataset for t in trials}, "--data-root (--set data.root)" if "data.root" in sets else
+                        f"{src}: overrides.data.root")
     for cfg, where in named.values():
         validate_names(cfg, where)
     return Expansion(spec=spec, profile=profile, trials=trials, varying=varying_keys([t.config for t in trials]),
