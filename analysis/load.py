@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tort_core.config import runtime_keys
+from tort_core.config import varying_keys as _varying
+
 from .errors import AnalysisError, ResultsNotFound
 
 # canonical name → spellings a store may use (first match wins)
@@ -41,10 +44,10 @@ ACCURACIES = ("test_top1", "knn_top1", "train_top1")
 COMPLETED = "completed"
 RUNNING = "running"
 
-# Config keys that say where or how fast a trial ran, not what it computed: two trials that differ
-# only here are the same experimental arm. (`data.root` is kept through the dataset label.)
-NON_ARM_KEYS = {"seed", "device", "data.num_workers", "data.pin_memory", "data.eval_batch_size", "data.root",
-                "finite_check_every", "profile", "compile"}
+# Config keys that do not separate experimental arms: the seed, whether the run was compiled
+# (rounding only), and every runtime-only key of the config (where or how fast a trial ran, not
+# what it computed; `data.root` counts through the dataset label and `data.fingerprint`).
+NON_ARM_KEYS = {"seed", "compile"} | runtime_keys()
 
 
 def config_keys() -> list[str]:
@@ -273,13 +276,7 @@ def arm_ids(trials: pd.DataFrame) -> pd.Series:
 
 def varying_keys(trials: pd.DataFrame, ignore=("data.dataset", "dataset")) -> list[str]:
     """Config keys (not seed or runtime keys) that take more than one value among these trials."""
-    out = []
-    for c in arm_columns(trials):
-        if c in ignore:
-            continue
-        if trials[c].map(value_label).nunique(dropna=False) > 1:
-            out.append(c)
-    return out
+    return _varying({c: trials[c].map(value_label) for c in arm_columns(trials) if c not in ignore})
 
 
 def parse_value(v: object) -> object:
