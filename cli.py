@@ -53,8 +53,6 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train one run; write metrics.parquet, summary.json and checkpoint.pt to the run directory."""
-    import yaml
-
     from tort_core.config import build_config
     from tort_core.data import load_dataset
     from tort_core.progress import RichProgress
@@ -71,7 +69,6 @@ def train(
     run_dir = (out_dir or Path("runs") / f"{cfg.recipe}-{cfg.profile}-{cfg.data.dataset}-s{cfg.seed}-{cfg.content_hash()}")
     run_dir = run_dir.expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile,
             "dataset": cfg.data.dataset, "seed": cfg.seed, "model": cfg.model.name}
     callbacks = [ParquetRecorder(run_dir / "metrics.parquet", meta), SummaryWriter(run_dir / "summary.json", meta)]

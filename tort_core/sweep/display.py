@@ -87,6 +87,15 @@ class SweepDisplay:
             row.state = {"completed": "done"}.get(status, status)
             row.ended = time.monotonic()
 
+    def trial_deferred(self, tid: str) -> None:
+        """The trial did not run (its run directory was held): pending again."""
+        with self._lock:
+            self.rows[tid].state = "pending"
+
+    def note(self, text: str) -> None:
+        """One line above the live table (or in the log when output is not a terminal)."""
+        self.console.print(text, markup=False, highlight=False)
+
     # -- rendering -------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         out = {"pending": 0, "running": 0, "done": 0, "failed": 0, "stopped": 0}
