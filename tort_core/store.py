@@ -191,6 +191,10 @@ def _kind(v: Any) -> str | None:
     return "str"
 
 
+def _sample(kind: str | None) -> Any:
+    return {"bool": True, "int": 1, "float": 1.0, "str": "", None: None}[kind]
+
+
 def _value(v: Any) -> Any:
     """A Python value SQLite stores as is (numpy scalars → Python, NaN → NULL, others → JSON text)."""
     if v is None:
@@ -305,6 +309,24 @@ class ResultStore:
         cur = con.execute(f"{verb} INTO {_SQL[table]} ({', '.join(_q(n) for n in names)}) "
                           f"VALUES ({', '.join('?' * len(names))})", [_value(row[n]) for n in names])
         return cur.rowcount
+
+    def _insert_many(self, con: sqlite3.Connection, table: str, df: pd.DataFrame) -> None:
+        """Insert a frame's rows (a key already stored is kept): imports and synthetic stores."""
+        if df.empty:
+            return
+        kinds = {c: next((_kind(v) for v in df[c] if _kind(v) is not None), None) for c in df.columns}
+        self._ensure_columns(con, table, [{c: _sample(k) for c, k in kinds.items()}])
+        names = list(df.columns)
+        sql = (f"INSERT OR IGNORE INTO {_SQL[table]} ({', '.join(_q(n) for n in names)}) "
+               f"VALUES ({', '.join('?' * len(names))})")
+        for start in range(0, len(df), 50_000):
+            part = df.iloc[start:start + 50_000]
+            con.executemany(sql, ([_value(v) for v in row] for row in part.itertuples(index=False, name=None)))
+
+    def bulk_insert(self, table: str, df: pd.DataFrame) -> None:
+        """`_insert_many` in one transaction (benchmarks, imports)."""
+        with self._write() as con:
+            self._insert_many(con, table, df)
 
     @staticmethod
     def _update(con: sqlite3.Connection, table: str, key: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -546,34 +568,21 @@ class ResultStore:
         frames = self.legacy_frames()
         epochs, trials, members = frames[EPOCHS_TABLE], frames[TRIALS_TABLE], frames[MEMBERS_TABLE]
         if not trials.empty:
-            rows = trials.drop_duplicates("trial_id", keep="last").to_dict("records")
-            for r in rows:
-                r.setdefault("attempts", 1)
-            self._ensure_columns(con, TRIALS_TABLE, rows)
-            for r in rows:
-                self._insert(con, TRIALS_TABLE, r)
+            trials = trials.drop_duplicates("trial_id", keep="last")
+            if "attempts" not in trials.columns:
+                trials = trials.assign(attempts=1)
+            self._insert_many(con, TRIALS_TABLE, trials)
         if not epochs.empty:
             epochs = epochs.drop_duplicates(["trial_id", "epoch"], keep="last")
             meta_cols = [c for c in epochs.columns if _is_trial_column(c)]
             known = set(trials["trial_id"]) if not trials.empty else set()
             orphans = epochs[~epochs["trial_id"].isin(known)].drop_duplicates("trial_id", keep="last")
-            rows = [{**{c: r[c] for c in meta_cols}, "trial_id": r["trial_id"], "status": "running", "attempts": 1}
-                    for r in orphans.to_dict("records")]
-            if rows:
-                self._ensure_columns(con, TRIALS_TABLE, rows)
-                for r in rows:
-                    self._insert(con, TRIALS_TABLE, r)
-            keep = ["trial_id", "epoch"] + [c for c in epochs.columns if c not in meta_cols and c not in
-                                            ("trial_id", "epoch")]
-            rows = epochs[keep].to_dict("records")
-            self._ensure_columns(con, EPOCHS_TABLE, rows)
-            for r in rows:
-                self._insert(con, EPOCHS_TABLE, r)
+            if not orphans.empty:  # a trial whose driver stopped: its row comes from its epochs
+                self._insert_many(con, TRIALS_TABLE, orphans[["trial_id", *meta_cols]].assign(status="running",
+                                                                                                 attempts=1))
+            self._insert_many(con, EPOCHS_TABLE, epochs[[c for c in epochs.columns if c not in meta_cols]])
         if not members.empty:
-            rows = members.to_dict("records")
-            self._ensure_columns(con, MEMBERS_TABLE, rows)
-            for r in rows:
-                self._insert(con, MEMBERS_TABLE, r)
+            self._insert_many(con, MEMBERS_TABLE, members)
 
 
 def _is_trial_column(name: str) -> bool:

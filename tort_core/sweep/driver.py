@@ -162,6 +162,7 @@ class StoreCallback(tune.Callback):
                "elapsed_seconds": time.monotonic() - self.started.get(tid, time.monotonic()),
                "finished_at": now(), "error_file": error_file,
                **{k: info.get(k) for k in ("train_size", "test_size", "num_classes", "parameters")},
+               "resumed_from_epoch": info.get("start_epoch"),  # the last attempt's first epoch - 1
                **{f"timing.{k}": info.get("timing", {}).get(k) for k in TIMING_KEYS}}
         self._write(tid, self.store.update_trial, row, release=True)
         self.display.trial_finished(tid, status)
