@@ -82,6 +82,16 @@ def build(results: Path, rows: int) -> None:
         store.bulk_insert(EPOCHS_TABLE, epochs.iloc[: rows - start * EPOCHS] if start * EPOCHS + n > rows else epochs)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: reset at exec, unlike ru_maxrss, which a child
+    inherits from the process that forked it)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure_report(results: Path) -> dict:
     from tort_core.store import Owner, ResultStore
 
@@ -98,25 +108,37 @@ def measure_report(results: Path) -> dict:
 
 
 def measure_load(results: Path) -> dict:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_rss_mb()
     t = time.perf_counter()
     from analysis.load import load_store
 
     store = load_store(results)
-    return {"load_seconds": time.perf_counter() - t, "load_peak_rss_mb": resource.getrusage(
-        resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_load_mb": base, "trials": len(store.trials),
-        "epoch_rows": len(store.epochs)}
+    return {"load_seconds": time.perf_counter() - t, "load_peak_rss_mb": peak_rss_mb(), "rss_before_load_mb": base, "loaded_trials": len(store.trials),
+        "loaded_epoch_rows": len(store.epochs)}
+
+
+_CLI = """
+import sys
+sys.argv = ["tort", *sys.argv[1:]]
+try:
+    import cli
+    cli.main()
+finally:
+    with open("/proc/self/status") as fh:
+        hwm = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+    print(f"PEAK_RSS_KB {hwm}", file=sys.stderr)
+"""
 
 
 def measure_cli_report(results: Path, out: Path) -> dict:
-    cmd = [sys.executable, "-c", "import sys, cli; sys.argv = ['tort', *sys.argv[1:]]; cli.main()",
-           "report", "--results", str(results), "--out", str(out)]
+    cmd = [sys.executable, "-c", _CLI, "report", "--results", str(results), "--out", str(out)]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or [""])[-1]
-    return {"report_cli_seconds": wall, "report_cli_peak_rss_mb": rss, "report_cli_exit": proc.returncode,
+    lines = proc.stderr.strip().splitlines()
+    peak = next((int(ln.split()[1]) / 1024 for ln in lines if ln.startswith("PEAK_RSS_KB")), None)
+    last = next((ln for ln in reversed(lines) if not ln.startswith("PEAK_RSS_KB")), "")
+    return {"report_cli_seconds": wall, "report_cli_peak_rss_mb": peak, "report_cli_exit": proc.returncode,
             "report_cli_last_line": last[:200]}
 
 
