@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import safe_yaml
 from .errors import ConfigError
 from .registry import suggest
 
@@ -38,7 +39,9 @@ RUNTIME = {"runtime": True}
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
+    # allow_inf_nan=False: `optim.lr: .inf` is YAML for infinity, and no field of a run means it.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 def _check_range(name: str, pair: Pair, lo_open: bool = True, hi: float = 1.0, hi_open: bool = False) -> Pair:
@@ -247,10 +250,13 @@ class RunConfig(_Section):
     recipe: str = "tort"
     profile: str = Field("thesis", json_schema_extra=RUNTIME)
     mode: Literal["scratch", "finetune"] = "scratch"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, strict=True, description="seeds every random draw of the run")
     epochs: int = Field(100, ge=1, description="warm-up + cosine epochs; cool-down epochs come on top")
     batch_size: int = Field(32, ge=2)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N", json_schema_extra=RUNTIME)
+    threads: int | None = Field(None, ge=1, json_schema_extra=RUNTIME,
+                                description="torch threads for the run; null: the cores this process may use less one "
+                                "per loader worker, at least 1")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = Field(False, description="torch.compile the backbones' forward and the device half of the views")
     compile_random: Literal["eager", "fused"] = Field(
@@ -420,9 +426,11 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         key = key.strip()
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key] = safe_yaml.load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             out[key] = raw
+        except (safe_yaml.YamlLimitError, safe_yaml.DuplicateKeyError) as err:
+            raise ConfigError(f"--set {key}: {err}") from None
     return out
 
 
@@ -507,13 +515,15 @@ def build_config(
 
 
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
-    """Names that live in registries outside this module: dataset, timm model and timm optimizer."""
+    """Names that live in registries outside this module: dataset, timm model and timm optimizer;
+    and that timm builds the model with these kwargs (on the meta device: no memory, no weights)."""
     from .data import DATASETS
-    from .models import check_model_name
+    from .models import check_builds, check_model_name
     from .optim import check_optimizer
 
     for key, check in (("data.dataset", lambda: DATASETS.get(cfg.data.dataset)),
                        ("model.name", lambda: check_model_name(cfg.model.name)),
+                       ("model.kwargs", lambda: check_builds(cfg.model, cfg.views.global_size)),
                        ("optim", lambda: check_optimizer(cfg.optim.name, cfg.optim.fused))):
         try:
             check()

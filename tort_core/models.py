@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import sys
 from pathlib import Path
@@ -50,6 +52,28 @@ def create_backbone(cfg: ModelConfig, img_size: int) -> nn.Module:
             if not any(f"'{k}'" in str(err) for k in keys):
                 raise ConfigError(f"model.kwargs: timm model '{cfg.name}' rejects {cfg.kwargs}: {err}") from None
     raise AssertionError("unreachable: the last way passes no geometry argument")  # pragma: no cover
+
+
+def check_builds(cfg: ModelConfig, img_size: int) -> None:
+    """Build the backbone on the meta device (no memory, no weights: a fraction of a second even at
+    ViT-B) so that a model.kwargs that timm rejects fails before any run starts, once per distinct
+    model, rather than in every trial of a sweep (and again in each retry)."""
+    _check_builds(cfg.name, json.dumps(cfg.kwargs, sort_keys=True, default=str), img_size, cfg.dropout,
+                  cfg.drop_path)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_builds(name: str, kwargs: str, img_size: int, dropout: float, drop_path: float) -> None:
+    cfg = ModelConfig(name=name, kwargs=json.loads(kwargs), dropout=dropout, drop_path=drop_path)
+    try:
+        with torch.device("meta"):
+            create_backbone(cfg, img_size)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - timm's own checks raise assertions, value and type errors
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"model.kwargs: timm cannot build '{name}' with {cfg.kwargs} at {img_size} px: "
+                          f"{reason}") from None
 
 
 def compile_module(module: nn.Module, random: str = "eager") -> None:

@@ -16,7 +16,7 @@ from ..catalog import DATASET_INFO
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..store import TRIALS_TABLE, ResultStore
-from .expand import Expansion, Trial, expand
+from .expand import MAX_TRIALS, Expansion, Trial, expand
 from .layout import CHECKPOINT, run_dir
 from .spec import SweepSpec, load_spec
 
@@ -75,11 +75,12 @@ def done_statuses(spec: SweepSpec) -> set[str]:
 
 
 def plan_sweep(spec: SweepSpec | str | Path, profile: str | None = None, sets: dict[str, Any] | None = None,
-               results_dir: str | Path = "results", force: bool = False) -> SweepPlan:
-    """Validate and expand a spec and compare it with the store; raises ConfigError on bad input."""
+               results_dir: str | Path = "results", force: bool = False, max_trials: int = MAX_TRIALS) -> SweepPlan:
+    """Validate and expand a spec and compare it with the store; raises ConfigError on bad input
+    (a spec of more than `max_trials` trials among it)."""
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
-    exp = expand(spec, profile=profile, sets=sets)
+    exp = expand(spec, profile=profile, sets=sets, max_trials=max_trials)
     if spec.early_stop is not None:
         longest = max(t.config.total_epochs for t in exp.trials)
         if spec.early_stop.grace_period >= longest:

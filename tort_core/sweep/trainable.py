@@ -96,8 +96,9 @@ def trial_config(payload: TrialPayload, trial_id: str, on_gpu: bool) -> RunConfi
         # Each epoch's report hands Tune the finished file, which it then uploads in the loop
         # anyway: a background write would only hand over the previous epoch's file.
         cfg.checkpoint_write = "sync"
-    # Loader workers within the trial's CPU reservation (a runtime-only key).
+    # Loader workers and torch threads within the trial's CPU reservation (runtime-only keys).
     cfg.data.num_workers = min(cfg.data.num_workers, max(0, int(payload.cpus) - 1))
+    cfg.threads = cfg.threads or max(1, int(payload.cpus))
     return cfg
 
 
@@ -124,6 +125,7 @@ def train_trial(config: dict[str, Any], payload: TrialPayload) -> None:
     import torch
 
     from ..data import load_dataset
+    from ..errors import TortError
     from ..trainer import fit
     from .messages import TrialMessage
     from .provenance import hardware
@@ -134,7 +136,7 @@ def train_trial(config: dict[str, Any], payload: TrialPayload) -> None:
                               "report_seconds": 0.0}
     tid = config[TRIAL_KEY]
     cfg = trial_config(payload, tid, on_gpu=bool(ray.get_gpu_ids()))
-    torch.set_num_threads(max(1, int(payload.cpus)))  # threads within the trial's CPU reservation
+    torch.set_num_threads(cfg.threads)  # fit sets it too; the hardware record reads it
     fresh_process_state(cfg, _PROCESS_TRIALS)
     hw = {**hardware(cfg.device, payload.cpus, payload.gpus), **payload.versions}
     run_dir = Path(payload.runs_root) / tid
@@ -156,7 +158,15 @@ def train_trial(config: dict[str, Any], payload: TrialPayload) -> None:
         data = load_dataset(cfg.data.dataset, cfg.data.root, cache=True)
         reporter.built_at = time.monotonic()
         timing["data_seconds"] = reporter.built_at - t_data
-        result = fit(cfg, run_dir, callbacks=[reporter], resume=True, data=data)
+        try:
+            # A checkpoint a full disk truncated is moved aside and the trial starts over; raising
+            # instead would fail the trial again at every --resume.
+            result = fit(cfg, run_dir, callbacks=[reporter], resume=True, data=data, on_corrupt="restart")
+        except TortError as err:
+            # Deterministic (bad data, a config the model rejects): a retry would fail the same
+            # way, so the trial ends failed, with the one-line reason, instead of raising to Tune.
+            reporter.send(reporter.message("final", status="failed", error=str(err)))
+            return
         if reporter.fit_started is not None:
             timing["fit_seconds"] = time.monotonic() - reporter.fit_started
         reporter.send(reporter.message("final", status=result.status, error=result.error))
