@@ -174,7 +174,7 @@ def sweep(
     max_trials: int = typer.Option(10_000, "--max-trials", min=1, help="refuse a spec that expands to more trials "
                                                                        "than this (a guard against typos)"),
 ) -> None:
-    """Run a sweep spec on Ray Tune; results go to the Parquet store (--results) and W&B."""
+    """Run a sweep spec on Ray Tune; results go to the store (--results DIR/store.sqlite) and W&B."""
     from tort_core.config import parse_sets
     from tort_core.sweep.spec import load_spec
 
