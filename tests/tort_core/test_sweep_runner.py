@@ -84,7 +84,8 @@ def test_failures_are_isolated_and_trials_get_their_own_gpu(ray_address, tmp_pat
     diverged = trials[trials["optim.lr"] == 1.0e6].iloc[0]
     assert diverged["status"] == "failed" and "non-finite loss" in diverged["error"]
     raised = trials.loc[str(garbage)]
-    assert raised["status"] == "failed" and "model.init" in raised["error"] and raised["attempts"] == 2
+    # an unreadable init file is deterministic: the trial fails at once, not once per retry
+    assert raised["status"] == "failed" and "model.init" in raised["error"] and raised["attempts"] == 1
     # provenance on every row
     for col in ("sweep", "trial_id", "seed", "loss.teacher_temp", "views.mask_scale", "git.commit",
                 "version.torch", "version.ray", "hw.host", "hw.device", "wall_seconds", "samples_per_s"):
@@ -165,7 +166,7 @@ def test_a_killed_driver_resumes_only_the_missing_trials(ray_address, tmp_path, 
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     trials = load_trials(results)
-    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and trials["trial_id"].is_unique, resumed.stderr[-3000:]
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and trials["trial_id"].is_unique
     # the resumed trial says it was interrupted, and when it first started
     resumed_row = trials.set_index("trial_id").loc[plan.to_run[0].id]
     assert (resumed_row["attempts"], resumed_row["interruptions"]) == (2, 1)

@@ -243,7 +243,10 @@ def run_rounds(plan: SweepPlan, store: ResultStore, settings: RoundSettings, tra
                     time.sleep(min(5.0, store.lease / 4))
             return False
         finally:
-            store.release([t.id for t in pending], owner)
+            # Best effort: a full disk may refuse even this (the leases then lapse on their own),
+            # and the error that stopped the sweep is the one to report.
+            with contextlib.suppress(sqlite3.Error, OSError):
+                store.release([t.id for t in pending], owner)
 
 
 def run_round(plan: SweepPlan, batch: list[Trial], store: ResultStore, owner: Owner, settings: RoundSettings,
@@ -338,7 +341,7 @@ def storage_error(err: BaseException) -> OSError | None:
         if isinstance(err, sqlite3.OperationalError) and ("disk is full" in str(err) or "readonly" in str(err)):
             # the store's own full disk: SQLite says so in words (and rolls the transaction back)
             code = errno.ENOSPC if "full" in str(err) else errno.EROFS
-            return OSError(code, f"results store: {err}")
+            return OSError(code, f"{os.strerror(code)} (the results store: {err})")
         err = err.__cause__ or err.__context__
     return None
 
