@@ -69,8 +69,6 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train one run; write metrics.parquet, summary.json and checkpoint.pt to the run directory."""
-    import yaml
-
     from tort_core.config import build_config, check_root_used
 
     if init is not None:
@@ -92,8 +90,7 @@ def train(
     run_dir = (out_dir or Path("runs") / f"{cfg.recipe}-{cfg.profile}-{cfg.data.dataset}-s{cfg.seed}-{cfg.content_hash()}")
     _will_be_writable(run_dir, "--out")
     run_dir = run_dir.expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    run_dir.mkdir(parents=True, exist_ok=True)  # fit writes config.yaml there
     meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile,
             "dataset": cfg.data.dataset, "seed": cfg.seed, "model": cfg.model.name}
     callbacks = [ParquetRecorder(run_dir / "metrics.parquet", meta), SummaryWriter(run_dir / "summary.json", meta)]
@@ -159,7 +156,7 @@ def sweep(
     max_trials: int = typer.Option(10_000, "--max-trials", min=1, help="refuse a spec that expands to more trials "
                                                                        "than this (a guard against typos)"),
 ) -> None:
-    """Run a sweep spec on Ray Tune; results go to the Parquet store (--results) and W&B."""
+    """Run a sweep spec on Ray Tune; results go to the store (--results DIR/store.sqlite) and W&B."""
     from tort_core.config import parse_sets
     from tort_core.sweep.spec import check_sets, load_spec
 

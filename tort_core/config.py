@@ -10,7 +10,6 @@ Parquet columns and `--set` use. Every mistake is reported as one line naming th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,6 +31,11 @@ def _switch(value: Any) -> Any:
 
 
 Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch)]
+
+
+# Marks a field that changes where or how fast a run executes but not what it computes: it is left
+# out of the trial id (identity.py) and does not separate experimental arms (analysis).
+RUNTIME = {"runtime": True}
 
 
 class _Section(BaseModel):
@@ -72,13 +76,19 @@ def missing_checkpoint(path: Any) -> str:
 
 class DataConfig(_Section):
     dataset: str = Field("digits", description="registered dataset name, see `tort datasets`")
-    root: Path | None = Field(None, description="local root for file-based datasets (TORT_DATA_ROOT)")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for training and evaluation images")
-    eval_batch_size: int = Field(256, ge=1, description="images per batch at evaluation")
-    pin_memory: bool = Field(True, description="page-locked loader batches (used on CUDA only)")
+    root: Path | None = Field(None, description="local root for file-based datasets (TORT_DATA_ROOT)",
+                              json_schema_extra=RUNTIME)
+    fingerprint: str | None = Field(
+        None, description="derived, not set: the count and a hash of the relative paths and sizes of the dataset's "
+        "files under data.root, filled in when the config is built; part of the trial id")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for training and evaluation images",
+                             json_schema_extra=RUNTIME)
+    eval_batch_size: int = Field(256, ge=1, description="images per batch at evaluation", json_schema_extra=RUNTIME)
+    pin_memory: bool = Field(True, description="page-locked loader batches (used on CUDA only)",
+                             json_schema_extra=RUNTIME)
     decoded_cache_mb: int = Field(
         4096, ge=0, description="keep up to this many MB of decoded training images in memory, so that epochs after "
-        "the first skip the JPEG decode (0: decode at every epoch)"
+        "the first skip the JPEG decode (0: decode at every epoch)", json_schema_extra=RUNTIME
     )
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (smoke tests)")
     test_limit: int | None = Field(None, ge=1, description="use only the first N held-out images (smoke tests)")
@@ -116,8 +126,9 @@ class ViewsConfig(_Section):
     blur_prob_local: float = Field(0.5, ge=0, le=1, description="blur probability of each local view")
     solarize_prob: float = Field(0.2, ge=0, le=1, description="solarisation probability of the second global view")
     eval_crop_pct: float = Field(0.875, gt=0, le=1, description="centre-crop fraction at evaluation")
+    # Runtime-only: both paths make the same random draws and differ only in rounding (device_views).
     augment_on: Literal["auto", "cpu", "device"] = Field(
-        "auto", description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
+        "auto", json_schema_extra=RUNTIME, description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
         "(tort: workers decode and draw, crops, jitter, blur, solarise and erase run batched on the training device "
         "with the same random draws; sota: workers decode and make timm's draws, crop, flip, RandAugment and "
         "normalisation run on the device), auto (device on CUDA; for sota only with compile=true, else its "
@@ -216,7 +227,7 @@ class OptimConfig(_Section):
     betas: Pair = Field((0.9, 0.999), description="Adam's β1, β2 (adam and adamw optimizers)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (fine-tuning)")
     fused: Switch = Field(
-        "auto", description="torch's fused optimiser step (Adam, AdamW, SGD): one pass over the weights instead of "
+        "auto", json_schema_extra=RUNTIME, description="torch's fused optimiser step (Adam, AdamW, SGD): one pass over the weights instead of "
                             "the foreach kernels' several; auto: on CUDA. Same arithmetic up to rounding"
     )
 
@@ -247,23 +258,25 @@ class EvalConfig(_Section):
     )
     every: int = Field(1, ge=1, description="evaluate every N epochs (and always at the last)")
     cache: Switch = Field(
-        "auto", description="keep both splits' eval-transformed images (uint8, on the GPU when training there) after "
+        "auto", json_schema_extra=RUNTIME, description="keep both splits' eval-transformed images (uint8, on the GPU when training there) after "
         "the first evaluation instead of decoding and resizing them at every one; auto: when they fit in cache_max_mb"
     )
-    cache_max_mb: int = Field(4096, ge=0, description="eval.cache=auto caches when the images take at most this")
+    cache_max_mb: int = Field(4096, ge=0, json_schema_extra=RUNTIME, description="eval.cache=auto caches when the images take at most this")
 
 
 class RunConfig(_Section):
     recipe: str = Field("tort", description="the training method, see `tort recipes`")
-    profile: str = Field("thesis", description="the named overlay the run was resolved with, see catalog.PROFILE_INFO")
+    profile: str = Field("thesis", description="the named overlay the run was resolved with, see catalog.PROFILE_INFO",
+                         json_schema_extra=RUNTIME)
     mode: Literal["scratch", "finetune"] = Field("scratch",
         description="train from random weights, or fine-tune from model.init")
     seed: int = Field(0, ge=0, lt=2**63, strict=True, description="seeds every random draw of the run")
     epochs: int = Field(100, ge=1, description="warm-up + cosine epochs; cool-down epochs come on top")
     batch_size: int = Field(32, ge=2, description="images per optimiser step (each with all its views)")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
-    threads: int | None = Field(None, ge=1, description="torch threads for the run; null: the cores this process "
-                                "may use less one per loader worker, at least 1")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N", json_schema_extra=RUNTIME)
+    threads: int | None = Field(None, ge=1, json_schema_extra=RUNTIME,
+                                description="torch threads for the run; null: the cores this process may use less one "
+                                "per loader worker, at least 1")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = Field(False, description="torch.compile the backbones' forward and the device half of the views")
     compile_random: Literal["eager", "fused"] = Field(
@@ -271,13 +284,14 @@ class RunConfig(_Section):
         "generator, the masks an eager run draws, so compiling changes only rounding; inductor's fallback_random) or "
         "fused (drawn inside inductor's fused kernels: fewer passes over memory, other masks, its own trial id)"
     )
-    finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks")
+    finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks",
+                                    json_schema_extra=RUNTIME)
     checkpoint_every: int = Field(
-        1, ge=1, description="epochs between checkpoints (and always the last): the resume points. A tort ViT-B "
+        1, ge=1, json_schema_extra=RUNTIME, description="epochs between checkpoints (and always the last): the resume points. A tort ViT-B "
         "checkpoint is ~1.9 GB, seconds to write, which can rival a short epoch on a GPU"
     )
     checkpoint_write: Literal["auto", "sync", "background"] = Field(
-        "auto", description="sync: torch.save in the loop; background: a writer thread writes a snapshot while "
+        "auto", json_schema_extra=RUNTIME, description="sync: torch.save in the loop; background: a writer thread writes a snapshot while "
         "training goes on (the loop pays one memory copy); auto: background on CUDA, sync on a CPU"
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -315,26 +329,48 @@ class RunConfig(_Section):
         return out
 
     def content_hash(self) -> str:
-        """A stable id of what the run computes: excludes where and how fast it runs."""
-        data = self.model_dump(mode="json")
-        for section, key in RUNTIME_ONLY_KEYS:
-            (data[section] if section else data).pop(key, None)
+        """A stable id of what the run computes: excludes where and how fast it runs (see identity.py)."""
+        from .identity import hash_blob, identity_blob
+
+        cls = type(self)
+        data = identity_blob(self.model_dump(mode="json"), _default_dump(cls), runtime_keys(cls), set(known_keys(cls)))
         if not (self.compile and self.compile_random == "fused"):
             data.pop("compile_random")  # eager's masks: nothing else is computed (and older ids still hold)
         if self.data.dataset == "imagefolder" and self.data.root is not None:
-            # The tree *is* the dataset here; its folder name identifies it on any machine, where
-            # the full path of a torchvision root would not.
+            # As ids of version 1 did; the tree's contents count through data.fingerprint.
             data["data"]["folder"] = Path(self.data.root).name
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return hash_blob(data)
 
 
-# Keys that change where or how fast a run executes but not what it computes. views.augment_on is
-# one: both paths make the same random draws and differ only in rounding (device_views).
-RUNTIME_ONLY_KEYS = [("", "device"), ("", "threads"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
-                     ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
-                     ("", "checkpoint_every"), ("", "checkpoint_write"), ("eval", "cache"),
-                     ("eval", "cache_max_mb"), ("data", "decoded_cache_mb"), ("optim", "fused")]
+def runtime_keys(model: type[BaseModel] | None = None, prefix: str = "") -> set[str]:
+    """Dotted keys of the fields marked runtime-only (`json_schema_extra=RUNTIME`)."""
+    out: set[str] = set()
+    for name, f in (model or RunConfig).model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out |= runtime_keys(ann, f"{prefix}{name}.")
+        elif isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("runtime"):
+            out.add(f"{prefix}{name}")
+    return out
+
+
+_DEFAULT_DUMPS: dict[type, dict[str, Any]] = {}
+
+
+def _default_dump(cls: type[BaseModel]) -> dict[str, Any]:
+    if cls not in _DEFAULT_DUMPS:
+        _DEFAULT_DUMPS[cls] = cls().model_dump(mode="json")
+    return _DEFAULT_DUMPS[cls]
+
+
+def varying_keys(columns: dict[str, Any]) -> list[str]:
+    """The keys (of a key → values mapping) whose values are not all equal, in the mapping's order.
+    Values are compared as given: pass canonical forms where 6 and 6.0 must be equal."""
+    return [k for k, values in columns.items() if len(set(values)) > 1]
+
+
+# Kept for callers of the (section, key) form; derived from the fields' marks.
+RUNTIME_ONLY_KEYS = sorted(tuple(k.split(".", 1)) if "." in k else ("", k) for k in runtime_keys())
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -491,6 +527,9 @@ def build_config(
     nested: dict[str, Any] = RunConfig().model_dump()
     for key, value in layers.items():
         _set_path(nested, key, value)
+    from .identity import data_fingerprint
+
+    nested["data"]["fingerprint"] = data_fingerprint(str(nested["data"].get("dataset")), nested["data"].get("root"))
     try:
         cfg = RunConfig.model_validate(nested)
     except ValidationError as err:

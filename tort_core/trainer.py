@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from timm.optim import param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -40,6 +41,7 @@ from .evaluate import CachedSplit, evaluate
 from .losses import LossContext, teacher_temperature
 from .optim import create_optimizer
 from .recipes import RECIPES, Augmentation
+from .store import write_text_atomic
 from .systems import TrainingSystem
 from .views import eval_transform
 
@@ -306,6 +308,8 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
     run_dir = Path(run_dir).resolve() if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # The run directory's config.yaml, written here only (tort train and sweeps alike).
+        write_text_atomic(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), run_dir / "config.yaml")
     config_id = cfg.content_hash()
     device = resolve_device(cfg.device)
     autocast = autocast_for(cfg, device)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config, check_root_used, validate_names
+from ..config import RunConfig, build_config, check_root_used, runtime_keys, validate_names
+from ..config import varying_keys as _varying
 from ..errors import ConfigError
 from .spec import POSITIONAL_KEYS, SweepSpec
 
@@ -195,9 +196,8 @@ def varying_keys(configs: list[RunConfig]) -> list[str]:
     if len(configs) < 2:
         return []
     flats = [c.flat() for c in configs]
-    skip = {f"{section}.{key}" if section else key for section, key in RUNTIME_ONLY_KEYS}
-    keys = [k for k in flats[0] if k not in skip]
-    return [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+    skip = runtime_keys()
+    return _varying({k: [json.dumps(f.get(k), sort_keys=True) for f in flats] for k in flats[0] if k not in skip})
 
 
 def _absolute(overrides: dict[str, Any]) -> dict[str, Any]:
