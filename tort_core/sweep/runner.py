@@ -152,7 +152,10 @@ def ray_session(address: str | None, timing: dict[str, float]):
         if address is not None:
             check_address(address)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            # Without --address, a Ray of this sweep's own: `address=None` would join any cluster
+            # another process on this machine started (or RAY_ADDRESS names), and run there.
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
             if address is None:
                 raise
