@@ -298,6 +298,8 @@ def compare_cmd(
     init: Optional[Path] = typer.Option(None, "--init", help="local checkpoint to fine-tune from (--mode finetune)"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="local dataset root (nothing is downloaded)"),
     sets: Optional[list[str]] = SETS,
+    baseline_sets: Optional[list[str]] = typer.Option(None, "--baseline-set", help="override a config key for the "
+                                                      "baseline's runs only: --baseline-set fidelity=as_run (repeatable)"),
     results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
     out_dir: Path = typer.Option(Path("reports"), "--out", help="where the table (CSV, Markdown) and curves go, in a "
                                                                 "folder named by the setting, datasets and seeds"),
@@ -316,9 +318,11 @@ def compare_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="live sweep progress"),
 ) -> None:
     """Method vs baseline per dataset and across datasets: runs the missing trials, then tests."""
+    from tort_core.config import parse_sets
     from tort_core.sweep.comparison import output_folder, parse_seeds
 
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    baseline_only = parse_sets(baseline_sets)
     root = str(data_root.expanduser().resolve()) if data_root is not None else None
     init_path = str(init.expanduser().resolve()) if init is not None else None
     overrides = _overrides(sets, **{"data.root": root, "epochs": epochs, "model.init": init_path})
@@ -329,7 +333,7 @@ def compare_cmd(
             raise ConfigError(f"{flag} {value}: give a positive number of top-1 points")
     if plan or plan_effect is not None or plan_sd is not None:
         _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
-                         plan_effect, plan_sd)
+                         plan_effect, plan_sd, baseline_only)
         return
     from analysis.compare import compare, display_tables, settings_text, write_comparison
     from analysis.load import dataset_label, load_store
@@ -339,7 +343,8 @@ def compare_cmd(
 
     _will_be_writable(out_dir, "--out")  # before any training, not after it (nothing is created yet)
     res = run_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
-                         run=run, wandb=wandb, max_concurrent=max_concurrent, progress=progress, console=err)
+                         run=run, wandb=wandb, max_concurrent=max_concurrent, progress=progress, console=err,
+                         baseline_sets=baseline_only)
     err.print(f"comparison sweep {res.sweep}: {res.planned} trials, {res.reused} reused from the store, "
               f"{res.ran} run now")
     store = load_store(results)
@@ -382,7 +387,7 @@ def _will_be_writable(path: Path, flag: str) -> None:
 
 
 def _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
-                     effect, sd) -> None:
+                     effect, sd, baseline_sets=None) -> None:
     """`tort compare --plan`: power from an SD (given or observed in the store); runs nothing."""
     from rich.table import Table
 
@@ -391,7 +396,8 @@ def _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, 
     from analysis.power import observed_sd, plan
     from tort_core.sweep.comparison import expand_comparison
 
-    spec, exp = expand_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides)
+    spec, exp = expand_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides,
+                                  baseline_sets)
     labels = list(dict.fromkeys(dataset_label(t.config.data.dataset, str(t.config.data.root) if t.config.data.root
                                               else None) for t in exp.trials))
     n = len({t.seed for t in exp.trials})
@@ -426,9 +432,11 @@ def _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, 
 
 @app.command()
 def report(
-    results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
+    results: Path = typer.Option(Path("results"), "--results", help="results store directory, or a folder of its "
+                                                                     "tables exported by `tort export`"),
     out_dir: Path = typer.Option(Path("reports"), "--out", help="report directory (index.html, figures/, tables/)"),
-    baseline: str = typer.Option("sota", "--baseline"),
+    baseline: list[str] = typer.Option(["sota"], "--baseline", help="the recipe to beat; repeat for several (one "
+                                                                    "comparison section each)"),
     method: str = typer.Option("tort", "--method"),
     margins: Optional[list[str]] = typer.Option(None, "--margin", help="equivalence margin (top-1 points) of the "
                                                 "thesis's 'no effect' claims: 0.5 for all, or KEY=0.5 for one "
@@ -447,6 +455,29 @@ def report(
     out.print(f"report → {res.html}  ({len(res.figures)} figure files, {len(res.tables)} tables)")
     if res.missing:
         out.print(f"{len(res.missing)} thing(s) missing or incomplete, listed at the top of the report")
+
+
+@app.command("export")
+def export_cmd(
+    results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
+    out_dir: Path = typer.Option(..., "--out", help="folder for epochs.parquet, trials.parquet, members.parquet"),
+    portable: bool = typer.Option(False, "--portable", help="cut the machine's paths (data roots, checkpoints, "
+                                                            "error files) to their last component, for publishing"),
+) -> None:
+    """Write the store's tables as Parquet (one snapshot; no checkpoints or run folders). `tort report
+    --results OUT` reads such a folder."""
+    from tort_core.store import DB_FILE, export_parquet
+
+    if not (results / DB_FILE).is_file():
+        raise ConfigError(f"--results {results}: no results store there ({DB_FILE}); pass the folder `tort sweep` or "
+                          f"`tort compare` wrote to")
+    if out_dir.expanduser().resolve() == results.expanduser().resolve():
+        raise ConfigError(f"--out {out_dir}: the same folder as --results; pass another folder")
+    _will_be_writable(out_dir, "--out")
+    paths = export_parquet(results, out_dir, portable=portable)
+    size = sum(p.stat().st_size for p in paths.values())
+    out.print(f"exported {', '.join(p.name for p in paths.values())} ({size / 1024:.0f} KiB) → {out_dir}",
+              markup=False)
 
 
 def _print_tables(tables) -> None:

@@ -260,17 +260,20 @@ def _members(members: pd.DataFrame | None, trials: pd.DataFrame) -> pd.DataFrame
 
 
 def load_store(results_dir: str | Path) -> Store:
-    """Read the store through `tort_core.store` (the writer owns the layout; no torch)."""
+    """Read the store through `tort_core.store` (the writer owns the layout; no torch): a results
+    directory, or a folder of the store's tables exported as Parquet (`tort export`)."""
     path = Path(results_dir).expanduser()
     if not path.exists():
         raise ResultsNotFound(f"results directory '{path}' does not exist; run `tort sweep` or `tort compare` "
                               f"first, or pass --results DIR")
     if not path.is_dir():
         raise ResultsNotFound(f"results path '{path}' is not a directory")
-    from tort_core.store import EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore
+    from tort_core.store import EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore, is_export, read_export
 
     try:
-        frames = ResultStore(path).read_all()  # one snapshot of the three tables, while drivers write
+        # An `export_parquet` folder (a published store: `tort export`), or one snapshot of the
+        # database's three tables while drivers write.
+        frames = read_export(path) if is_export(path) else ResultStore(path).read_all()
     except (OSError, ValueError, sqlite3.DatabaseError) as e:
         raise AnalysisError(f"results directory '{path}': the store cannot be read ({e}); it may be damaged") from None
     epochs, trials, members = frames[EPOCHS_TABLE], frames[TRIALS_TABLE], frames[MEMBERS_TABLE]

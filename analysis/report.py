@@ -17,6 +17,7 @@ import datetime as _dt
 import html
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,12 +133,14 @@ border:1px solid #eee}figcaption{font-size:.85em;color:#555}nav ul{columns:2}cod
 """
 
 
-def build_report(store: Store, out_dir: str | Path = "reports", baseline: str = "sota", method: str = "tort",
-                 title: str = "tort report", margins: dict[str, float] | None = None,
+def build_report(store: Store, out_dir: str | Path = "reports", baseline: str | Sequence[str] = "sota",
+                 method: str = "tort", title: str = "tort report", margins: dict[str, float] | None = None,
                  failed_as_chance: bool = False) -> ReportResult:
-    """margins: equivalence margin per "no effect" claim key (`claims.margins`); failed_as_chance:
-    score failed runs at chance in the comparisons instead of leaving them out."""
-    check_recipes(store, (baseline, method))  # a typo must not read as "no trials yet"
+    """baseline: the recipe to beat, or several (one comparison section each); margins: equivalence
+    margin per "no effect" claim key (`claims.margins`); failed_as_chance: score failed runs at
+    chance in the comparisons instead of leaving them out."""
+    baselines = [baseline] if isinstance(baseline, str) else list(dict.fromkeys(baseline))
+    check_recipes(store, (*baselines, method))  # a typo must not read as "no trials yet"
     margin_by_key = claims_mod.margins(margins)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,14 +151,18 @@ def build_report(store: Store, out_dir: str | Path = "reports", baseline: str = 
     ablation_sweeps = {a.sweep for a in ablations}
 
     _status_section(page, store, missing)
-    comparisons = _comparison_section(page, store, baseline, method, ablation_sweeps, missing, not_run,
-                                      failed_as_chance)
+    comparisons = []
+    for b in baselines:
+        anchor = "comparison" if len(baselines) == 1 else f"comparison-{_slug(b)}"
+        comparisons += _comparison_section(page, store, b, method, ablation_sweeps, missing, not_run,
+                                           failed_as_chance, anchor)
+    not_run = list(dict.fromkeys(not_run))
     _ablation_section(page, store, ablations, missing, margin_by_key)
     _claims_section(page, ablations, not_run, margin_by_key)
     _provenance_section(page, store)
 
     head = [f"<h1>{html.escape(title)}</h1>",
-            f'<p class="sub">{html.escape(method)} vs {html.escape(baseline)} · generated '
+            f'<p class="sub">{html.escape(method)} vs {html.escape(", ".join(baselines))} · generated '
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from <code>{html.escape(str(store.path or '(memory)'))}"
             f"</code> · {len(store.trials)} trials · statistics explained in docs/statistics.md</p>"]
     if missing:
@@ -286,8 +293,9 @@ STATS_NOTE = ("Primary test of each comparison: Welch's t on the final test top-
 
 
 def _comparison_section(page: _Page, store: Store, baseline: str, method: str, ablation_sweeps: set[str],
-                        missing: list[str], not_run: list[str], failed_as_chance: bool) -> list[Comparison]:
-    page.h(2, f"{method} vs {baseline}", "comparison")
+                        missing: list[str], not_run: list[str], failed_as_chance: bool,
+                        anchor: str = "comparison") -> list[Comparison]:
+    page.h(2, f"{method} vs {baseline}", anchor)
     page.p(STATS_NOTE)
     results: list[Comparison] = []
     modes_seen: set[str] = set()

@@ -40,6 +40,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import socket
 import sqlite3
 import tempfile
@@ -134,7 +135,7 @@ def write_text_atomic(text: str, path: Path) -> None:
 def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
     """Object columns that mix types (3.0 and 'x') cannot become one Arrow column: make them text."""
     for col in df.columns:
-        if df[col].dtype != object:
+        if not (pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col])):
             continue
         kind = pd.api.types.infer_dtype(df[col], skipna=True)
         if kind in ("mixed-integer-float", "integer-na"):
@@ -673,15 +674,54 @@ def read_table(results_dir: str | Path, table: str) -> pd.DataFrame:
     return ResultStore(results_dir).read(table)
 
 
-def export_parquet(results_dir: str | Path, dest: str | Path) -> dict[str, Path]:
-    """Write the store's three tables, from one snapshot, as `dest/{epochs,trials,members}.parquet`."""
+# The files `export_parquet` writes, one per table.
+EXPORT_FILES = {table: f"{name}.parquet" for table, name in _SQL.items()}
+# Columns whose values are paths on the machine that wrote the store (`portable` keeps their last part).
+PATH_COLUMNS = ("data.root", "model.init", "error_file", "spec")
+
+
+def export_parquet(results_dir: str | Path, dest: str | Path, portable: bool = False) -> dict[str, Path]:
+    """Write the store's three tables, from one snapshot, as `dest/{epochs,trials,members}.parquet`.
+
+    portable: paths of the machine that ran the trials (`PATH_COLUMNS`, and absolute paths inside
+    error messages) are cut to their last component, so that an export can be published without
+    them. Nothing an analysis reads changes: an ImageFolder dataset is named by its folder's name
+    (`imagefolder:<name>`) and identified by `data.fingerprint`."""
     frames = ResultStore(results_dir).read_all()
     out = {}
     for table, df in frames.items():
-        path = Path(dest) / f"{_SQL[table]}.parquet"
-        write_parquet_atomic(df, path)
+        path = Path(dest) / EXPORT_FILES[table]
+        write_parquet_atomic(_portable(df) if portable else df, path)
         out[table] = path
     return out
+
+
+def is_export(path: str | Path) -> bool:
+    """Whether `path` is a folder that `export_parquet` wrote (its tables, no database)."""
+    p = Path(path)
+    return (p / EXPORT_FILES[TRIALS_TABLE]).is_file() and not (p / DB_FILE).exists()
+
+
+def read_export(path: str | Path) -> dict[str, pd.DataFrame]:
+    """The three tables of an `export_parquet` folder, keyed as `ResultStore.read_all` keys them."""
+    p = Path(path)
+    return {table: pd.read_parquet(p / name) if (p / name).is_file() else pd.DataFrame()
+            for table, name in EXPORT_FILES.items()}
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~])(?:~|/)[^\s'\":,;()]*/([^\s'\":,;()/]+)")
+
+
+def _portable(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for col in df.columns:
+        if not (pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col])):
+            continue
+        if col in PATH_COLUMNS:
+            df[col] = [Path(v).name if isinstance(v, str) and v else v for v in df[col]]
+        elif col == "error":
+            df[col] = [_ABS_PATH.sub(r"\1", v) if isinstance(v, str) else v for v in df[col]]
+    return df
 
 
 def _with_membership(df: pd.DataFrame, members: pd.DataFrame, sweep: str | None) -> pd.DataFrame:

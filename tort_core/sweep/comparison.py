@@ -75,9 +75,30 @@ def output_folder(sweep: str, datasets: Sequence[str], seeds: Sequence[int]) -> 
     return name
 
 
+def method_values(method: str, profile: str, mode: str, settings: dict[str, Any], keys: Sequence[str]) -> list[Any]:
+    """The values `keys` take in the method's resolved config under `settings`: the method's side of
+    a zipped per-arm override (its own value, so its trial is the one it would be without it)."""
+    from ..config import build_config
+
+    dump = build_config(method, profile, mode, settings, where="tort compare", check_names=False).model_dump(mode="json")
+    values = []
+    for key in keys:
+        node: Any = dump
+        for part in key.split("."):
+            node = node[part]
+        values.append(node)
+    return values
+
+
 def comparison_spec(baseline: str, method: str, datasets: Sequence[str] | None, seeds: int | list[int],
-                    profile: str, mode: str, overrides: dict[str, Any], sets: dict[str, Any]):
+                    profile: str, mode: str, overrides: dict[str, Any], sets: dict[str, Any],
+                    baseline_sets: dict[str, Any] | None = None):
+    """The comparison as a sweep spec: `recipe` is its axis. `baseline_sets` are overrides for the
+    baseline's trials only (`--baseline-set fidelity=as_run`: the baseline as the original code ran
+    it, the method as configured); they are zipped with the recipe axis, the method's side taking
+    its own resolved value."""
     from ..catalog import RECIPE_INFO
+    from ..config import check_key
     from .spec import spec_from_dict
 
     for name in (baseline, method):
@@ -90,10 +111,30 @@ def comparison_spec(baseline: str, method: str, datasets: Sequence[str] | None, 
     for key in ("recipe", "mode", "seed", "data.dataset"):
         if key in sets:
             raise ConfigError(f"--set {key}: use --baseline/--method, --mode, --seeds or --datasets instead")
-    name = comparison_name(baseline, method, profile, mode, {**overrides, **sets})
-    data: dict[str, Any] = {"name": name, "description": f"{method} vs {baseline} ({profile}, {mode})",
-                            "recipe": method, "profile": profile, "mode": mode, "overrides": overrides,
-                            "axes": {"recipe": [baseline, method]}, "seeds": seeds}
+    baseline_sets = dict(baseline_sets or {})
+    for key in baseline_sets:
+        check_key(key, "--baseline-set")
+        if key in ("recipe", "mode", "seed", "data.dataset"):
+            raise ConfigError(f"--baseline-set {key}: not a per-arm setting; use --baseline/--method, --mode, --seeds "
+                              f"or --datasets")
+        if key in sets or key in overrides:
+            raise ConfigError(f"--baseline-set {key}: also set for both arms (--set or a named option); pass it "
+                              f"one way")
+    settings = {**overrides, **sets}
+    if baseline_sets:
+        settings["baseline-set"] = baseline_sets
+    name = comparison_name(baseline, method, profile, mode, settings)
+    description = f"{method} vs {baseline} ({profile}, {mode})"
+    data: dict[str, Any] = {"name": name, "description": description,
+                            "recipe": method, "profile": profile, "mode": mode, "overrides": overrides, "seeds": seeds}
+    if baseline_sets:
+        keys = list(baseline_sets)
+        mine = method_values(method, profile, mode, {**overrides, **sets}, keys)
+        data["zip"] = [{"recipe": [baseline, method], **{k: [baseline_sets[k], v] for k, v in zip(keys, mine)}}]
+        data["description"] = description + " with " + ", ".join(f"{k}={v}" for k, v in baseline_sets.items()) + \
+            f" for {baseline} only"
+    else:
+        data["axes"] = {"recipe": [baseline, method]}
     if datasets:
         data["datasets"] = list(datasets)
     return spec_from_dict(data, source=f"tort compare ({name})")
@@ -110,12 +151,13 @@ def comparison_overrides(epochs: int | None, init: str | Path | None) -> dict[st
 
 def expand_comparison(baseline: str, method: str, datasets: Sequence[str] | None, seeds: int | list[int],
                       profile: str, mode: str, epochs: int | None = None, init: str | Path | None = None,
-                      sets: dict[str, Any] | None = None):
+                      sets: dict[str, Any] | None = None, baseline_sets: dict[str, Any] | None = None):
     """(spec, expansion): the comparison's trials with their configs; nothing is run or read."""
     from .expand import expand
 
     sets = dict(sets or {})
-    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, comparison_overrides(epochs, init), sets)
+    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, comparison_overrides(epochs, init), sets,
+                           baseline_sets)
     return spec, expand(spec, profile=profile, sets=sets)
 
 
@@ -134,12 +176,14 @@ def run_comparison(baseline: str = "sota", method: str = "tort", datasets: Seque
                    seeds: int | list[int] = 3, profile: str = "thesis", mode: str = "scratch",
                    epochs: int | None = None, init: str | Path | None = None, sets: dict[str, Any] | None = None,
                    results_dir: str | Path = "results", run: bool = True, wandb: bool = False,
-                   max_concurrent: int | None = None, progress: bool = True, console=None) -> ComparisonRun:
+                   max_concurrent: int | None = None, progress: bool = True, console=None,
+                   baseline_sets: dict[str, Any] | None = None) -> ComparisonRun:
     """Plan the comparison sweep and run the trials the store lacks (unless run=False)."""
     from . import plan_sweep, run_sweep
 
     sets = dict(sets or {})
-    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, comparison_overrides(epochs, init), sets)
+    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, comparison_overrides(epochs, init), sets,
+                           baseline_sets)
     plan = plan_sweep(spec, profile=profile, sets=sets, results_dir=results_dir)
     outcome = None
     if run and plan.to_run:
