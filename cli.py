@@ -275,8 +275,8 @@ def recipes() -> None:
     """List the recipes and losses: tort's own and installed plug-ins."""
     from tort_core.registry import LOSSES, RECIPES
 
-    for registry in (RECIPES, LOSSES):
-        out.print(f"{registry.kind}s:", markup=False)
+    for registry, heading in ((RECIPES, "recipes"), (LOSSES, "losses")):
+        out.print(f"{heading}:", markup=False)
         for name in registry.names():
             try:
                 summary = registry.info(name).summary
