@@ -166,6 +166,8 @@ def sweep(
     # A malformed spec or --set fails here, before pandas, torch and Ray are imported.
     spec_obj = load_spec(spec)
     overrides = check_sets(parse_sets(sets))
+    if not dry_run:
+        _will_be_writable(results, "--results")
     from tort_core.sweep.runner import plan_sweep, run_sweep
 
     plan = plan_sweep(spec_obj, profile=profile, sets=overrides, results_dir=results, force=force,
@@ -338,6 +340,8 @@ def compare_cmd(
     from tort_core.sweep.comparison import run_comparison
 
     _will_be_writable(out_dir, "--out")  # before any training, not after it (nothing is created yet)
+    if run:
+        _will_be_writable(results, "--results")
     res = run_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
                          run=run, wandb=wandb, max_concurrent=max_concurrent, progress=progress, console=err)
     err.print(f"comparison sweep {res.sweep}: {res.planned} trials, {res.reused} reused from the store, "
