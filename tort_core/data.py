@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
-from .errors import DataError
+from .catalog import DATASET_INFO
+from .errors import ConfigError, DataError
 from .registry import Registry
 
 
@@ -28,6 +29,7 @@ class DatasetPair:
     test: Dataset
     num_classes: int
     name: str
+    val: Dataset | None = None  # carved out of the training split (data.val_fraction), else None
 
 
 DATASETS: Registry[Callable[[Path | None, Any], DatasetPair]] = Registry("dataset")
@@ -111,7 +113,7 @@ class DecodedImages(Dataset):
 
 
 def load_dataset(name: str, root: Path | None, options: Any = None, *, cache: bool = False) -> DatasetPair:
-    """The registered dataset `name` from `root`.
+    """The registered dataset `name` from `root`; `options` is `data.splits` ("standard" when None).
 
     With `cache=True` the loaded pair is kept for the life of the process and later calls with the
     same dataset get it without loading (or decoding) again: a Ray actor that runs several trials
@@ -129,7 +131,7 @@ def load_dataset(name: str, root: Path | None, options: Any = None, *, cache: bo
     if pair is None:
         pair = factory(root, options)
         _DATASET_CACHE[key] = pair
-    return DatasetPair(copy.copy(pair.train), copy.copy(pair.test), pair.num_classes, pair.name)
+    return DatasetPair(copy.copy(pair.train), copy.copy(pair.test), pair.num_classes, pair.name, copy.copy(pair.val))
 
 
 # (name, factory, resolved root, options) → the pair as loaded; see load_dataset(cache=True).
@@ -153,7 +155,46 @@ def clear_dataset_cache() -> None:
 def limit(pair: DatasetPair, train: int | None, test: int | None) -> DatasetPair:
     """The first `train` / `test` images of each split (None keeps the split whole)."""
     cut = lambda ds, n: ds if n is None or n >= len(ds) else Subset(ds, range(n))  # noqa: E731
-    return DatasetPair(cut(pair.train, train), cut(pair.test, test), pair.num_classes, pair.name)
+    return DatasetPair(cut(pair.train, train), cut(pair.test, test), pair.num_classes, pair.name, pair.val)
+
+
+# ---------------------------------------------------------------------------------------------
+# A validation split carved out of the training split (data.val_fraction).
+
+# The carve is part of the dataset, not of the run: the same images are held out whatever the
+# run's seed, so runs of different seeds select their epochs on the same validation images.
+VAL_SPLIT_SEED = 0
+
+
+def dataset_labels(ds: Dataset) -> list[int]:
+    """Every label of `ds` in order, read from the dataset's own label list where it keeps one
+    (torchvision's and tort's datasets do); otherwise by loading each item."""
+    if isinstance(ds, Subset):
+        labels = dataset_labels(ds.dataset)
+        return [labels[i] for i in ds.indices]
+    if isinstance(ds, DecodedImages):
+        return dataset_labels(ds.base)
+    for attr in ("labels", "targets", "_labels"):  # ours; ImageFolder; Flowers102, FGVCAircraft, OxfordIIITPet
+        if isinstance(getattr(ds, attr, None), (list, tuple)):
+            return [int(y) for y in getattr(ds, attr)]
+    if isinstance(getattr(ds, "_samples", None), list):  # StanfordCars: (path, label)
+        return [int(label) for _, label in ds._samples]
+    return [int(ds[i][1]) for i in range(len(ds))]  # type: ignore[arg-type]
+
+
+def carve_validation(pair: DatasetPair, fraction: float, seed: int = VAL_SPLIT_SEED) -> DatasetPair:
+    """`pair` with a stratified `fraction` of its training split moved into `val` (the same
+    stratified split as the embedded dataset's train/test, `stratified_split`)."""
+    labels = np.asarray(dataset_labels(pair.train))
+    n_val = math.ceil(fraction * len(labels))
+    classes = len(np.unique(labels))
+    if n_val < classes or len(labels) - n_val < classes:
+        raise ConfigError(f"data.val_fraction: {fraction:g} of {len(labels)} training images leaves {n_val} for "
+                          f"validation and {len(labels) - n_val} for training; a stratified split needs at least "
+                          f"{classes} (one per class) on each side")
+    keep, val = stratified_split(labels, test_size=fraction, seed=seed)
+    return DatasetPair(Subset(pair.train, sorted(keep.tolist())), pair.test, pair.num_classes, pair.name,
+                       Subset(pair.train, sorted(val.tolist())))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +294,14 @@ def _require_root(root: Path | None, name: str, layout: str) -> Path:
     return root
 
 
-def _torchvision(name: str, cls_name: str, splits: tuple[str, str], num_classes: int, layout: str,
-                 extra: dict[str, Any] | None = None):
+def _torchvision(name: str, cls_name: str, num_classes: int, layout: str, extra: dict[str, Any] | None = None):
     def factory(root: Path | None, options: Any = None) -> DatasetPair:
+        """options: data.splits; the split names are the catalog's (standard: train/test,
+        original: the original code's)."""
         import torchvision.datasets as tvd
 
+        info = DATASET_INFO[name]
+        splits = info.original_splits if options == "original" else (info.train, info.test)
         root = _require_root(root, name, layout)
         cls = getattr(tvd, cls_name)
         try:
@@ -273,14 +317,12 @@ def _torchvision(name: str, cls_name: str, splits: tuple[str, str], num_classes:
     return factory
 
 
-_torchvision("flowers102", "Flowers102", ("train", "test"), 102,
-             "ROOT/flowers-102/{jpg/, imagelabels.mat, setid.mat}")
-_torchvision("fgvc_aircraft", "FGVCAircraft", ("trainval", "test"), 100,
-             "ROOT/fgvc-aircraft-2013b/data/{images/, images_variant_*.txt}")
-_torchvision("stanford_cars", "StanfordCars", ("train", "test"), 196,
+_torchvision("flowers102", "Flowers102", 102, "ROOT/flowers-102/{jpg/, imagelabels.mat, setid.mat}")
+_torchvision("fgvc_aircraft", "FGVCAircraft", 100, "ROOT/fgvc-aircraft-2013b/data/{images/, images_variant_*.txt}")
+_torchvision("stanford_cars", "StanfordCars", 196,
              "ROOT/stanford_cars/{cars_train/, cars_test/, devkit/, cars_test_annos_withlabels.mat}")
-_torchvision("oxford_pet", "OxfordIIITPet", ("trainval", "test"), 37,
-             "ROOT/oxford-iiit-pet/{images/, annotations/}", extra={"target_types": "category"})
+_torchvision("oxford_pet", "OxfordIIITPet", 37, "ROOT/oxford-iiit-pet/{images/, annotations/}",
+             extra={"target_types": "category"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,10 +69,12 @@ def build_losses(cfg: LossConfig, out_dim: int, total_epochs: int) -> nn.ModuleD
 
 
 def teacher_temperature(epoch: int, cfg: LossConfig) -> float:
-    """Linear warm-up from warmup_teacher_temp to teacher_temp over the warm-up epochs, then flat."""
-    if epoch >= cfg.warmup_teacher_temp_epochs:
+    """DINO's schedule (main_dino.py's np.linspace): over the W = warmup_teacher_temp_epochs first
+    epochs, linear from warmup_teacher_temp at epoch 0 to teacher_temp at epoch W − 1, then flat."""
+    w = cfg.warmup_teacher_temp_epochs
+    if epoch >= w:
         return cfg.teacher_temp
-    frac = epoch / cfg.warmup_teacher_temp_epochs
+    frac = epoch / (w - 1) if w > 1 else 0.0  # linspace(a, b, 1) is [a]
     return cfg.warmup_teacher_temp + frac * (cfg.teacher_temp - cfg.warmup_teacher_temp)
 
 

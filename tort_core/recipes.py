@@ -1,4 +1,6 @@
-"""Recipe registry: `tort` (the thesis's method) and `sota` (Steiner et al.'s supervised baseline).
+"""Recipe registry: `tort` (the thesis's method), `sota` (the thesis's supervised baseline), and
+two published supervised recipes to compare against: `augreg` (Steiner et al.) and `deit`
+(Touvron et al.).
 
 A recipe owns everything that differs between training methods: its config defaults, the
 training transform, the modules (a `TrainingSystem`), and the optimiser/schedule choices. The
@@ -23,9 +25,9 @@ from .errors import ConfigError
 from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_PROJ, STUDENT_REGION, TEACHER_DENSE,
                      TEACHER_PROJ, TEACHER_REGION, LossContext, StepOutputs, build_losses)
 from .models import (DINOHead, check_view_size, compile_module, cosine_momentum, create_backbone, ema_update,
-                     embed_dim, forward_views, forward_views_regions, load_init)
+                     embed_dim, forward_views, forward_views_regions, load_init, stepped_cosine)
 from .registry import Registry
-from .views import GLOBAL_LIKE, MultiCropTransform, rotate, sample_rotations, supervised_transform
+from .views import GLOBAL_LIKE, NORMALIZATION, MultiCropTransform, rotate, sample_rotations, supervised_transform
 
 
 class TrainingSystem(nn.Module):
@@ -62,9 +64,14 @@ class Augmentation:
 
 class Recipe:
     name: str
+    uses_aug = False  # trains on the single-view `aug` pipeline (profiles scale its RandAugment)
 
     def defaults(self, mode: str) -> dict[str, Any]:
         return {}
+
+    def normalization(self, cfg: RunConfig) -> str:
+        """The mean/std (views.NORMALIZATION) of its training views, which evaluation uses too."""
+        return "imagenet"
 
     def validate(self, cfg: RunConfig) -> None:
         pass
@@ -111,19 +118,34 @@ class TortSystem(TrainingSystem):
         self.student = nn.ModuleDict({"backbone": backbone, "proj": DINOHead(dim, cfg.heads)})
         self.class_head = nn.Linear(dim, num_classes)
         self.rot_head = nn.Linear(dim, 4)
-        # The teacher starts as an exact copy of the student, then follows it by EMA.
-        self.teacher = copy.deepcopy(self.student)
+        # The teacher starts as an exact copy of the student (teacher.init=copy) or as a network of
+        # its own (independent: the original code), then follows the student by EMA.
+        if cfg.teacher.init == "copy":
+            self.teacher = copy.deepcopy(self.student)
+        else:
+            self.teacher = nn.ModuleDict({"backbone": _backbone(cfg), "proj": DINOHead(dim, cfg.heads)})
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.losses = build_losses(cfg.loss, cfg.heads.out_dim, cfg.total_epochs)
+        enabled = list(cfg.loss.enabled)
+        self.weights = {name: cfg.loss.weights.get(name, 1.0) for name in enabled}
+        if cfg.loss.keep_distill and "distill" not in enabled:
+            # The original's objective ablation switched distillation off with a key its code never
+            # read: distillation ran on at its code's weight, 1.0.
+            enabled.append("distill")
+            self.weights["distill"] = 1.0
+        self.losses = build_losses(cfg.loss.model_copy(update={"enabled": enabled}), cfg.heads.out_dim,
+                                   cfg.total_epochs)
         self.needs = frozenset().union(*(loss.needs for loss in self.losses.values()))
+        self.steps_per_epoch = steps_per_epoch
         self.total_steps = cfg.total_epochs * steps_per_epoch
         if self.needs & {STUDENT_DENSE, TEACHER_DENSE}:
             # EsViT's dense head: the view-level head's shape, its own parameters, and a teacher copy
             # that follows by the same EMA. Built last so that the other modules' random init (and so
             # every run without the region loss) stays as it was.
             self.student["dense"] = DINOHead(dim, cfg.heads)
-            self.teacher["dense"] = copy.deepcopy(self.student["dense"]).requires_grad_(False)
+            teacher_dense = copy.deepcopy(self.student["dense"]) if cfg.teacher.init == "copy" else \
+                DINOHead(dim, cfg.heads)
+            self.teacher["dense"] = teacher_dense.requires_grad_(False)
         check_view_size(backbone, cfg.views.global_size, "views.global_size")
         if cfg.views.n_local and self.needs & CROSS_VIEW:
             check_view_size(backbone, cfg.views.local_size, "views.local_size")
@@ -140,7 +162,8 @@ class TortSystem(TrainingSystem):
     def training_step(self, batch, ctx: LossContext):
         views, labels = batch
         b = labels.shape[0]
-        rot = sample_rotations(GLOBAL_LIKE * b, self.cfg.views.rot_prob, labels.device)
+        group = b if self.cfg.views.rotation_draw == "per_view_batch" else 1
+        rot = sample_rotations(GLOBAL_LIKE * b, self.cfg.views.rot_prob, labels.device, group)
         global_like = [rotate(views[i], rot[i * b:(i + 1) * b]) for i in range(GLOBAL_LIKE)]
         # Supervised and rotation heads only see global-like views: skip local views when no loss
         # compares them (the supervised-only and rotation-only ablations).
@@ -176,7 +199,7 @@ class TortSystem(TrainingSystem):
         metrics: dict[str, torch.Tensor] = {}
         for name, loss_fn in self.losses.items():
             value = loss_fn(out, ctx)
-            total = total + self.cfg.loss.weights.get(name, 1.0) * value
+            total = total + self.weights[name] * value
             metrics[f"loss_{name}"] = value.detach()
             metrics.update(loss_fn.metrics())
         if CLASS_LOGITS in outputs:
@@ -190,7 +213,14 @@ class TortSystem(TrainingSystem):
         return forward_views(backbone, views), None, []
 
     def after_optimizer_step(self, ctx: LossContext) -> dict[str, float]:
-        m = cosine_momentum(ctx.step, self.total_steps, self.cfg.teacher.momentum, self.cfg.teacher.final_momentum)
+        t = self.cfg.teacher
+        if t.momentum_index == "batch_in_epoch":
+            # The original: DINO's schedule over epochs × steps values, read at the batch's index in
+            # its epoch, so every epoch repeats the first epoch's (≈ t.momentum) values.
+            batch = ctx.step - ctx.epoch * self.steps_per_epoch
+            m = stepped_cosine(batch, self.cfg.epochs * self.steps_per_epoch, t.momentum, t.final_momentum)
+        else:
+            m = cosine_momentum(ctx.step, self.total_steps, t.momentum, t.final_momentum)
         if not hasattr(self, "_ema_pairs"):
             self._ema_pairs = (list(self.teacher.parameters()), list(self.student.parameters()))
         ema_update(*self._ema_pairs, m)
@@ -199,7 +229,8 @@ class TortSystem(TrainingSystem):
     @torch.no_grad()
     def embed(self, x):
         emb = self.student["backbone"](x)
-        feats = self.student["proj"](emb)[1] if self.cfg.eval.knn_features == "head" else emb
+        kind = self.cfg.eval.knn_features
+        feats = emb if kind == "backbone" else self.student["proj"](emb)[0 if kind == "logits" else 1]
         return self.class_head(emb), feats
 
 
@@ -218,14 +249,16 @@ class TortRecipe(Recipe):
 
 
 # ---------------------------------------------------------------------------------------------
-# sota: supervised ViT training after Steiner et al., as run by the thesis with timm's script
+# Supervised recipes: one view per image, a linear head, cross-entropy (soft targets under Mixup).
+# They differ only in their defaults: the thesis's baseline (sota) and two published recipes.
 
 class SupervisedSystem(TrainingSystem):
     def __init__(self, cfg: RunConfig, num_classes: int):
         super().__init__()
         self.cfg = cfg
         self.backbone = _backbone(cfg)
-        self.head = nn.Sequential(nn.Dropout(cfg.model.dropout), nn.Linear(embed_dim(self.backbone), num_classes))
+        # Dropout is the backbone's (model.dropout at model.dropout_at); the head adds none.
+        self.head = nn.Linear(embed_dim(self.backbone), num_classes)
         self.losses = build_losses(cfg.loss, num_classes, cfg.total_epochs)
         self.mixup = None
         if cfg.aug.mixup > 0 or cfg.aug.cutmix > 0:
@@ -255,42 +288,111 @@ class SupervisedSystem(TrainingSystem):
         return self.head(emb), emb
 
 
-@RECIPES.register("sota")
-class SotaRecipe(Recipe):
-    name = "sota"
+class SupervisedRecipe(Recipe):
+    """The shared machinery of the supervised recipes; subclasses give `defaults`."""
 
-    def defaults(self, mode: str) -> dict[str, Any]:
-        base = {
-            "batch_size": 64, "optim.name": "adam", "optim.lr": 3e-3, "optim.warmup_lr": 1e-6,
-            "optim.warmup_epochs": 3, "optim.cooldown_epochs": 0, "optim.weight_decay": 0.1,
-            "optim.clip_grad": 1.0, "model.dropout": 0.1, "model.drop_path": 0.1,
-            "loss.enabled": ["supervised"], "loss.weights": {"supervised": 1.0},
-            "loss.label_smoothing": 0.0, "eval.knn_features": "backbone",
-        }
-        if mode == "finetune":
-            base.update({"optim.name": "momentum", "optim.lr": 1e-3, "optim.momentum": 0.9, "optim.weight_decay": 0.0})
-        return base
+    uses_aug = True
+
+    def normalization(self, cfg: RunConfig) -> str:
+        return cfg.aug.normalize
 
     def validate(self, cfg: RunConfig) -> None:
         if cfg.loss.enabled != ["supervised"]:
-            raise ConfigError(f"loss.enabled: recipe 'sota' trains with ['supervised'] only, got {cfg.loss.enabled}")
+            raise ConfigError(f"loss.enabled: recipe '{self.name}' trains with ['supervised'] only, "
+                              f"got {cfg.loss.enabled}")
         if (cfg.aug.mixup > 0 or cfg.aug.cutmix > 0) and cfg.batch_size % 2:
             raise ConfigError(f"batch_size: Mixup needs an even batch size, got {cfg.batch_size}")
 
     def train_transform(self, cfg: RunConfig):
         return supervised_transform(cfg.views.global_size, cfg.aug)
 
-    def device_augmentation(self, cfg: RunConfig) -> Augmentation:
+    def device_augmentation(self, cfg: RunConfig) -> Augmentation | None:
+        if cfg.aug.reprob > 0:
+            return None  # timm leaves random erasing to its prefetcher: the workers keep the whole transform
         transform = supervised_transform(cfg.views.global_size, cfg.aug, uint8=True)
         # Eagerly, RandAugment's warps (16 taps per pixel, each its own float64 kernels) write ≈ 23 GB
         # per batch of 64 at 224 px (counted op by op on the meta device); compiled, they fuse. So `auto`
-        # moves RandAugment only into a compiled run; `device` always does.
-        full = cfg.views.augment_on == "device" or cfg.compile
+        # moves RandAugment only into a compiled run; `device` always does. The device RandAugment
+        # normalises with ImageNet's mean/std.
+        full = (cfg.views.augment_on == "device" or cfg.compile) and cfg.aug.normalize == "imagenet"
         split = device_split(transform, compile=cfg.compile) if full else None
         if split is None:  # or a policy with an op that has no device version: only normalising moves
-            return Augmentation(transform, None, DeviceNormalize())
+            return Augmentation(transform, None, DeviceNormalize(*NORMALIZATION[cfg.aug.normalize]))
         draws, on_device = split
         return Augmentation(draws, pad_collate, on_device)
 
     def build(self, cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> TrainingSystem:
         return SupervisedSystem(cfg, num_classes)
+
+
+_SUPERVISED = {"loss.enabled": ["supervised"], "loss.weights": {"supervised": 1.0}, "eval.knn_features": "backbone"}
+
+
+@RECIPES.register("sota")
+class SotaRecipe(SupervisedRecipe):
+    """The thesis's baseline (§4.1: Steiner et al.'s recipe run with timm's training script), as
+    its text reads; `fidelity=as_run` gives configs/01 of the original code (tort_core/fidelity.py)."""
+
+    name = "sota"
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        base = {
+            **_SUPERVISED, "batch_size": 64, "optim.name": "adam", "optim.lr": 3e-3, "optim.warmup_lr": 1e-6,
+            "optim.warmup_epochs": 3, "optim.cooldown_epochs": 0, "optim.weight_decay": 0.1,
+            "optim.clip_grad": 1.0, "model.dropout": 0.1, "model.dropout_at": "blocks", "model.drop_path": 0.1,
+            "loss.label_smoothing": 0.0,
+        }
+        if mode == "finetune":
+            base.update({"optim.name": "momentum", "optim.lr": 1e-3, "optim.momentum": 0.9, "optim.weight_decay": 0.0})
+        return base
+
+
+@RECIPES.register("augreg")
+class AugRegRecipe(SupervisedRecipe):
+    """Steiner et al., "How to train your ViT?" (2021), as published for ViT-B/16 trained from
+    scratch on ImageNet-1k, the smallest data the paper trains on (big_vision configs/vit_i1k.py:
+    aug medium2, with its dropout and stochastic depth): Adam with decoupled weight decay 0.1 in the
+    paper's sense (big_vision's wd = 0.1 · lr: torch AdamW's weight_decay), gradient clipping at 1,
+    linear warm-up from 0 and cosine decay to 0 per step, dropout 0.1 in the blocks, stochastic depth
+    0.1, RandAugment(2, 15) as TensorFlow's (every chosen op applied, magnitude not clipped at 10),
+    Mixup α 0.5, inputs in [-1, 1]. docs/fidelity.md lists what stays different (batch size,
+    softmax instead of sigmoid cross-entropy, TF RandAugment's Cutout)."""
+
+    name = "augreg"
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        base = {
+            **_SUPERVISED, "batch_size": 64, "optim.name": "adamw", "optim.lr": 1e-3, "optim.weight_decay": 0.1,
+            "optim.betas": (0.9, 0.999), "optim.warmup_lr": 0.0, "optim.min_lr": 0.0, "optim.warmup_epochs": 10,
+            "optim.cooldown_epochs": 0, "optim.clip_grad": 1.0, "model.dropout": 0.1, "model.dropout_at": "blocks",
+            "model.drop_path": 0.1, "aug.randaugment": "rand-m15-n2-mmax15-p1.0", "aug.mixup": 0.5,
+            "aug.scale": (0.05, 1.0), "aug.interpolation": "bilinear", "aug.normalize": "inception",
+            "aug.color_jitter": 0.0, "loss.label_smoothing": 0.0,
+        }
+        if mode == "finetune":
+            # The paper's transfer recipe (vision_transformer: configs/augreg.py, configs/common.py,
+            # train.py): SGD with momentum 0.9, lr 0.03, no weight decay, clipping at 1, no dropout.
+            base.update({"optim.name": "momentum", "optim.lr": 0.03, "optim.weight_decay": 0.0, "model.dropout": 0.0,
+                         "model.drop_path": 0.0, "aug.randaugment": None, "aug.mixup": 0.0})
+        return base
+
+
+@RECIPES.register("deit")
+class DeitRecipe(SupervisedRecipe):
+    """Touvron et al., DeiT (2021), main.py's defaults: AdamW lr 5e-4 · batch/512 (its linear scaling
+    rule), weight decay 0.05, 5 warm-up epochs from 1e-6, cosine to 1e-5 stepped per epoch, no
+    cool-down epochs (main.py never runs them), no dropout, stochastic depth 0.1, RandAugment
+    m9-mstd0.5-inc1, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, random erasing 0.25, no clipping.
+    Not reproduced: repeated augmentation (a multi-process sampler) and EMA (off by default)."""
+
+    name = "deit"
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        return {
+            **_SUPERVISED, "batch_size": 64, "optim.name": "adamw", "optim.lr": 5e-4 * 64 / 512,
+            "optim.weight_decay": 0.05, "optim.warmup_lr": 1e-6, "optim.min_lr": 1e-5, "optim.warmup_epochs": 5,
+            "optim.warmup_prefix": False, "optim.schedule_unit": "epoch", "optim.cooldown_epochs": 0,
+            "optim.clip_grad": None, "model.dropout": 0.0, "model.drop_path": 0.1,
+            "aug.randaugment": "rand-m9-mstd0.5-inc1", "aug.mixup": 0.8, "aug.cutmix": 1.0, "aug.reprob": 0.25,
+            "aug.color_jitter": 0.3, "loss.label_smoothing": 0.1,
+        }
