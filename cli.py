@@ -6,6 +6,7 @@ a failed run (e.g. a non-finite loss) exits 1.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,7 +15,7 @@ import click
 import typer
 from rich.console import Console
 
-from tort_core.errors import TortError
+from tort_core.errors import ConfigError, TortError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="tort: train ViTs on small data with Tort, sweep, compare, report.")
@@ -26,12 +27,48 @@ PROFILE = typer.Option("thesis", "--profile", "-p", help="thesis (ViT-B/16, 224/
 SETS = typer.Option(None, "--set", "-s", help="override any config key: --set loss.teacher_temp=0.06 (repeatable)")
 
 
+# The named options of `tort train` and `tort compare`, by the config key each sets.
+FLAGS = {"data.dataset": "--dataset", "data.root": "--data-root", "model.name": "--model", "epochs": "--epochs",
+         "seed": "--seed", "model.init": "--init", "device": "--device", "threads": "--threads"}
+
+
 def _overrides(sets: Optional[list[str]], **named) -> dict:
+    """Named options and --set overrides as one dict; a key given by both, with different values,
+    is an error (neither silently wins)."""
     from tort_core.config import parse_sets
 
     overrides = {k: v for k, v in named.items() if v is not None}
-    overrides.update(parse_sets(sets))
+    for key, value in parse_sets(sets).items():
+        if key in overrides and str(overrides[key]) != str(value):
+            raise ConfigError(f"{key} is given twice, {FLAGS.get(key, key)} {overrides[key]} and --set {key}={value}; "
+                              f"pass one")
+        overrides[key] = value
     return overrides
+
+
+def _check_root_used(datasets: list[str], root_given: bool, where: str) -> None:
+    """--data-root with only embedded datasets would be silently ignored: say so instead."""
+    from tort_core.catalog import DATASET_INFO
+
+    if root_given and datasets and not any(DATASET_INFO[d].needs_root if d in DATASET_INFO else True
+                                           for d in datasets):
+        raise ConfigError(f"{where}: --data-root is set but dataset {', '.join(repr(d) for d in datasets)} is embedded "
+                          f"and reads no files; add --dataset imagefolder (or flowers102, ...) to train on the root")
+
+
+def _writable_dir(path: Path, flag: str) -> Path:
+    """`path` made (if need be) and checked writable, before any work: one line if it is not."""
+    import tempfile
+
+    path = path.expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror or e}); pass a directory you can "
+                          f"write to") from None
+    return path
 
 
 @app.command()
@@ -44,9 +81,11 @@ def train(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="local dataset root (nothing is downloaded)"),
     model: Optional[str] = typer.Option(None, help="any timm model name"),
     epochs: Optional[int] = typer.Option(None, help="warm-up + cosine epochs (cool-down comes on top)"),
-    seed: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None, min=0),
     init: Optional[Path] = typer.Option(None, "--init", help="local checkpoint to start from (fine-tuning)"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: the free cores "
+                                                                          "less one per loader worker)"),
     sets: Optional[list[str]] = SETS,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<recipe>-<profile>-<id>)"),
     resume: bool = typer.Option(True, help="continue from the run directory's checkpoint if there is one"),
@@ -65,12 +104,13 @@ def train(
         init = init.expanduser().resolve()
     named = {"data.dataset": dataset, "data.root": str(data_root.expanduser().resolve()) if data_root else None,
              "model.name": model, "epochs": epochs, "seed": seed, "model.init": str(init) if init else None,
-             "device": device}
-    cfg = build_config(recipe, profile, mode, _overrides(sets, **named), where="tort train")
+             "device": device, "threads": threads}
+    overrides = _overrides(sets, **named)
+    cfg = build_config(recipe, profile, mode, overrides, where="tort train")
+    _check_root_used([cfg.data.dataset], "data.root" in overrides, "tort train")
     data = load_dataset(cfg.data.dataset, cfg.data.root)  # a bad root fails here, before anything is written
     run_dir = (out_dir or Path("runs") / f"{cfg.recipe}-{cfg.profile}-{cfg.data.dataset}-s{cfg.seed}-{cfg.content_hash()}")
-    run_dir = run_dir.expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _writable_dir(run_dir, "--out")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile,
             "dataset": cfg.data.dataset, "seed": cfg.seed, "model": cfg.model.name}
@@ -78,14 +118,20 @@ def train(
     if progress:
         callbacks.append(RichProgress(err))
     err.print(f"run {meta['config_id']}: {cfg.recipe} / {cfg.profile} / {cfg.data.dataset} / {cfg.model.name} "
-              f"→ {run_dir}")
+              f"→ {run_dir}", markup=False)
     result = fit(cfg, run_dir, callbacks=callbacks, resume=resume, data=data)
     if result.status != "completed":
-        err.print(f"run failed: {result.error}")
+        err.print(f"run failed: {result.error}", markup=False)
         raise typer.Exit(1)
     final = result.final
-    out.print(f"completed {len(result.records)} epochs: top1 {final.get('test_top1', float('nan')):.2f}%  "
-              f"knn {final.get('knn_top1', float('nan')):.2f}%  → {run_dir / 'metrics.parquet'}")
+    scores = (f"top1 {final.get('test_top1', float('nan')):.2f}%  knn {final.get('knn_top1', float('nan')):.2f}%  "
+              f"→ {run_dir / 'metrics.parquet'}")
+    if result.start_epoch >= len(result.records):
+        out.print(f"already complete: {len(result.records)} epochs in {run_dir}, nothing trained now "
+                  f"(--no-resume starts it over): {scores}", markup=False)
+        return
+    resumed = f" (resumed after epoch {result.start_epoch})" if result.start_epoch else ""
+    out.print(f"completed {len(result.records)} epochs{resumed}: {scores}", markup=False)
 
 
 @app.command("config")
@@ -128,10 +174,11 @@ def sweep(
     wandb: bool = typer.Option(True, "--wandb/--no-wandb", help="one W&B run per trial (offline without "
                                                                 "credentials, under RESULTS/wandb)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress display"),
+    max_trials: int = typer.Option(10_000, "--max-trials", min=1, help="refuse a spec that expands to more trials "
+                                                                       "than this (a guard against typos)"),
 ) -> None:
     """Run a sweep spec on Ray Tune; results go to the Parquet store (--results) and W&B."""
     from tort_core.config import parse_sets
-    from tort_core.errors import ConfigError
     from tort_core.sweep.spec import load_spec
 
     if resume and force:
@@ -140,7 +187,8 @@ def sweep(
     spec_obj = load_spec(spec)  # a malformed spec fails here, before torch and Ray are even imported
     from tort_core.sweep.runner import plan_sweep, run_sweep
 
-    plan = plan_sweep(spec_obj, profile=profile, sets=parse_sets(sets), results_dir=results, force=force)
+    plan = plan_sweep(spec_obj, profile=profile, sets=parse_sets(sets), results_dir=results, force=force,
+                      max_trials=max_trials)
     if dry_run:
         _print_plan(plan, max_concurrent or plan.spec.max_concurrent)
         return
@@ -297,20 +345,58 @@ def _print_tables(tables) -> None:
         console.print(table)
 
 
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """Click's usage-error base classes: click's own, and the copy that typer ≥ 0.2x vendors (whose
+    exceptions are not click's, so catching click's alone lets them out as tracebacks)."""
+    found: list[type[BaseException]] = [click.ClickException]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        return tuple(found)
+    found.append(vendored.ClickException)
+    return tuple(found)
+
+
+_USAGE_ERRORS = _click_errors()
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+_EXITS = (typer.Exit, click.exceptions.Exit)
+_ABORTS = (typer.Abort, click.exceptions.Abort)
+
+
+def _usage_line(e: BaseException) -> str:
+    """A click usage error as one line: what was wrong, and where to look."""
+    message = " ".join(e.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    ctx = getattr(e, "ctx", None)
+    where = f"{ctx.command_path} --help" if ctx is not None else "tort --help"
+    return f"error: {message}; see `{where}`"
+
+
 def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except TortError as e:
-        err.print(f"error: {e}")
+        err.print(f"error: {e}", markup=False)
         sys.exit(2)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except OSError as e:
+        if e.errno not in _STORAGE_ERRNOS:
+            raise
+        # A full disk, a quota or a read-only file system: nothing half-written is left behind
+        # (every file is written aside and renamed), so the same command resumes afterwards.
+        where = f" ({e.filename})" if e.filename else ""
+        err.print(f"error: {e.strerror}{where}; free space (or fix the mount) and run the same command again: "
+                  f"it resumes from the last finished checkpoint", markup=False)
+        sys.exit(2)
+    except _EXITS as e:
+        sys.exit(getattr(e, "exit_code", 0))
+    except _ABORTS:
         err.print("aborted")
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+    except _USAGE_ERRORS as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `tort` or `tort sweep`: the help, as asked
+            out.print(e.ctx.get_help(), markup=False, highlight=False)  # type: ignore[attr-defined]
+            sys.exit(2)
+        err.print(_usage_line(e), markup=False)
+        sys.exit(getattr(e, "exit_code", 2) or 2)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

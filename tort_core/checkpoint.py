@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import mmap
 import os
 import pickle
+import shutil
 import socket
 import struct
 import subprocess
@@ -36,19 +38,53 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 _ALIGN = 64  # byte alignment of each tensor in the shared buffer (any dtype's view is aligned)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     tmp = Path(path).with_name(Path(path).name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # readers never see a half-written checkpoint
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # readers never see a half-written checkpoint
+    except RuntimeError as err:
+        full = _disk_full(tmp.parent)  # torch's writer reports a full disk as "unexpected pos …"
+        tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a Ctrl-C must not leave a partial copy behind
+        raise
+
+
+def _disk_full(folder: Path, margin: int = 2**20) -> bool:
+    with contextlib.suppress(OSError):
+        return shutil.disk_usage(folder).free < margin
+    return False
+
+
+class CorruptCheckpoint(DataError):
+    """A checkpoint file that cannot be read back: truncated, empty, or not a checkpoint."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"checkpoint '{path}' is unreadable ({reason})")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint at `path`, loaded with torch's weights-only unpickler (no code runs);
+    CorruptCheckpoint if it is truncated, empty or not a checkpoint."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except EOFError:
+        raise CorruptCheckpoint(path, "empty or truncated") from None
+    except RuntimeError as err:  # torch's zip reader: "failed finding central directory", ...
+        raise CorruptCheckpoint(path, f"truncated or damaged: {str(err).splitlines()[0][:120]}") from None
+    except pickle.UnpicklingError:
+        raise CorruptCheckpoint(path, "not a weights-only checkpoint (damaged, or holds objects other than "
+                                      "tensors and plain data)") from None
 
 
 def discard_partial_writes(path: Path) -> None:

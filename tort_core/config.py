@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import safe_yaml
 from .errors import ConfigError
 from .fidelity import FIDELITIES, preset
 from .registry import suggest
@@ -42,7 +43,9 @@ Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
+    # allow_inf_nan=False: `optim.lr: .inf` is YAML for infinity, and no field of a run means it.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 def _check_range(name: str, pair: Pair, lo_open: bool = True, hi: float = 1.0, hi_open: bool = False) -> Pair:
@@ -323,10 +326,12 @@ class RunConfig(_Section):
         "the same values under all three"
     )
     mode: Literal["scratch", "finetune"] = "scratch"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, strict=True, description="seeds every random draw of the run")
     epochs: int = Field(100, ge=1, description="warm-up + cosine epochs; cool-down epochs come on top")
     batch_size: int = Field(32, ge=2)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch threads for the run; null: the cores this process "
+                                "may use less one per loader worker, at least 1")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = Field(False, description="torch.compile the backbones' forward and the device half of the views")
     compile_random: Literal["eager", "fused"] = Field(
@@ -393,7 +398,7 @@ class RunConfig(_Section):
 
 # Keys that change where or how fast a run executes but not what it computes. views.augment_on is
 # one: both paths make the same random draws and differ only in rounding (device_views).
-RUNTIME_ONLY_KEYS = [("", "device"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
+RUNTIME_ONLY_KEYS = [("", "device"), ("", "threads"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
                      ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
                      ("", "checkpoint_every"), ("", "checkpoint_write"), ("eval", "cache"),
                      ("eval", "cache_max_mb"), ("data", "decoded_cache_mb"), ("optim", "fused")]
@@ -504,9 +509,11 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         key = key.strip()
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key] = safe_yaml.load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             out[key] = raw
+        except (safe_yaml.YamlLimitError, safe_yaml.DuplicateKeyError) as err:
+            raise ConfigError(f"--set {key}: {err}") from None
     return out
 
 

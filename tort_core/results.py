@@ -33,9 +33,13 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
 def write_json_atomic(data: Any, path: Path) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class ParquetRecorder(Callback):
@@ -47,9 +51,11 @@ class ParquetRecorder(Callback):
         self.rows: list[dict[str, Any]] = []
 
     def on_fit_start(self, cfg, info) -> None:
-        if self.path.exists():  # resuming: keep the epochs that the checkpoint already holds
-            old = pd.read_parquet(self.path)
-            self.rows = old[old["epoch"] <= info["start_epoch"]].to_dict("records")
+        # Resuming: the checkpoint's records are the run's history, whatever the file says (a run
+        # killed between its checkpoint and this file's write left the file an epoch behind).
+        self.rows = [{**self.meta, **record} for record in info.get("records", [])]
+        if self.rows or self.path.exists():
+            write_parquet_atomic(pd.DataFrame(self.rows), self.path)
 
     def on_epoch_end(self, record, checkpoint) -> None:
         self.rows.append({**self.meta, **record})

@@ -15,9 +15,11 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import os
 import random
 import resource
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +31,12 @@ from timm.optim import param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .checkpoint import (checkpoint_writer, discard_partial_writes, load_checkpoint,  # noqa: F401 (public API)
-                         save_checkpoint)
 from .catalog import MACHINE_METRICS  # noqa: F401 (public API)
+from .checkpoint import (CorruptCheckpoint, checkpoint_writer, discard_partial_writes,  # noqa: F401 (public API)
+                         load_checkpoint, save_checkpoint)
 from .config import RunConfig
 from .data import DatasetPair, DecodedImages, Transformed, carve_validation, in_memory, limit, load_dataset
-from .errors import ConfigError, TrainingFailed
+from .errors import ConfigError, DataError, TrainingFailed
 from .evaluate import CachedSplit, KnnSettings, evaluate
 from .losses import LossContext, teacher_temperature
 from .optim import create_optimizer
@@ -68,6 +70,7 @@ class RunResult:
     error: str | None = None
     run_dir: Path | None = None
     config_id: str = ""
+    start_epoch: int = 0  # epochs restored from a checkpoint (== len(records): it was already complete)
 
     @property
     def final(self) -> dict[str, float]:
@@ -256,6 +259,19 @@ def checkpoint_payload(cfg: RunConfig, config_id: str, epoch: int, global_step: 
 
 # ---------------------------------------------------------------------------------------------
 
+def _resume_state(path: Path, on_corrupt: str) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None to start over (a corrupt one, with on_corrupt="restart")."""
+    try:
+        return load_checkpoint(path)
+    except CorruptCheckpoint as err:
+        if on_corrupt != "restart":
+            raise DataError(f"{err}; move it away (or pass --no-resume) to start the run over") from None
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"{err}; moved to {aside.name}, starting the run over", RuntimeWarning, stacklevel=3)
+        return None
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -263,8 +279,38 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[Callback] = (),
-        resume: bool = True, data: DatasetPair | None = None) -> RunResult:
-    """Train `cfg` to the end (or resume it from `run_dir`'s checkpoint) and return its records."""
+        resume: bool = True, data: DatasetPair | None = None, on_corrupt: str = "raise") -> RunResult:
+    """Train `cfg` to the end (or resume it from `run_dir`'s checkpoint) and return its records.
+
+    A checkpoint that cannot be read (truncated by a full disk, say) raises DataError naming it
+    (`on_corrupt="raise"`), or is moved aside to `checkpoint.pt.corrupt` and the run starts over
+    (`on_corrupt="restart"`: a sweep, whose `--resume` would otherwise fail the trial every time).
+    """
+    with torch_threads(cfg.threads or default_threads(cfg.data.num_workers)):
+        return _fit(cfg, run_dir, callbacks, resume, data, on_corrupt)
+
+
+def default_threads(workers: int) -> int:
+    """Torch threads for a run: the cores this process may use, less one per loader worker (each
+    keeps a core busy augmenting), at least 1. More threads than free cores do not add speed:
+    they contend with the workers and with each other, and a busy machine makes that far worse."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - workers)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to `n` for the block, then restored."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callback], resume: bool,
+         data: DatasetPair | None, on_corrupt: str) -> RunResult:
     run_dir = Path(run_dir).resolve() if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -306,8 +352,8 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
 
     start_epoch, global_step, records = 0, 0, []
     ckpt_path = run_dir / CHECKPOINT if run_dir is not None else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    state = _resume_state(ckpt_path, on_corrupt) if resume and ckpt_path is not None and ckpt_path.exists() else None
+    if state is not None:
         if state["config_id"] != config_id:
             raise ConfigError(f"run dir '{run_dir}' holds a checkpoint of a different config "
                               f"({state['config_id']} ≠ {config_id}); use another output directory")
@@ -329,7 +375,7 @@ def fit(cfg: RunConfig, run_dir: Path | str | None = None, callbacks: Sequence[C
     for cb in callbacks:
         cb.on_fit_start(cfg, info)
 
-    result = RunResult("completed", records, run_dir=run_dir, config_id=config_id)
+    result = RunResult("completed", records, run_dir=run_dir, config_id=config_id, start_epoch=start_epoch)
     batches.start, batches.end = start_epoch, cfg.total_epochs
     train_loader = _loader(train_ds, cfg, device, batch_sampler=batches, collate_fn=augment.collate)
     stream = iter(train_loader) if start_epoch < cfg.total_epochs else iter(())

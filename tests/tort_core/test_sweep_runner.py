@@ -173,7 +173,7 @@ def test_a_reused_worker_computes_what_a_fresh_one_does(ray_address, tmp_path):
     """Tune runs the next trial in the same worker process (reuse_actors): torch is not imported
     again and the dataset comes from the process's cache, but the trial's numbers are exactly
     those of the same trial in a fresh process."""
-    from tort_core.sweep.runner import _multi_node, run_sweep
+    from tort_core.sweep.runner import multi_node, run_sweep
 
     common = {"profile": "demo", "overrides": TINY, "max_concurrent": 1}
     # A sota trial first (other RNG draws, other model), then the tort trial on the same worker.
@@ -201,5 +201,5 @@ def test_a_reused_worker_computes_what_a_fresh_one_does(ray_address, tmp_path):
     pd.testing.assert_frame_equal(a[metrics], b[metrics], check_exact=True)
 
     # One node: the trials' own checkpoints are the resume points, Tune makes no copies of them.
-    assert not _multi_node()
+    assert not multi_node()
     assert not list((tmp_path / "a" / "ray").rglob("checkpoint_*"))

@@ -16,10 +16,15 @@ __all__ = ["Expansion", "SweepOutcome", "SweepPlan", "SweepSpec", "Trial", "Tria
            "grid_points", "load_spec", "plan_sweep", "run_sweep", "spec_from_dict"]
 
 
-def __getattr__(name: str):
-    # The runner imports Ray lazily; keep `import tort_core.sweep` light for spec checks.
-    if name in ("plan_sweep", "run_sweep", "SweepPlan", "SweepOutcome", "TrialOutcome", "estimate_cost"):
-        from . import runner
+_LAZY = {"plan_sweep": "plan", "SweepPlan": "plan", "estimate_cost": "plan", "CostEstimate": "plan",
+         "run_sweep": "runner", "SweepOutcome": "outcome", "TrialOutcome": "outcome"}
 
-        return getattr(runner, name)
+
+def __getattr__(name: str):
+    # Planning and running import the store (pandas) and Ray lazily; keep `import tort_core.sweep`
+    # light for spec checks.
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)

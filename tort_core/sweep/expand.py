@@ -84,8 +84,29 @@ def grid_points(spec: SweepSpec, drop: set[str] = frozenset()) -> list[dict[str,
     return points
 
 
-def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | None = None) -> Expansion:
-    """Resolve every trial's config; any invalid combination raises ConfigError before anything runs."""
+# Trials a spec may expand to unless the caller raises the bound (`tort sweep --max-trials`):
+# expanding resolves and validates every trial's config (milliseconds each), and each becomes a
+# Tune trial; a typo such as a seed count of 10**6 should fail at once, not after minutes.
+MAX_TRIALS = 10_000
+
+
+def count_trials(spec: SweepSpec, drop: set[str] = frozenset(), datasets: int = 1) -> int:
+    """How many trials the grid × zipped groups × seeds × datasets holds, without building them."""
+    n = len(spec.seed_list) * datasets
+    for key, values in spec.axes.items():
+        if key not in drop:
+            n *= len(values)
+    for group in spec.zip:
+        keys = [k for k in group if k not in drop]
+        if keys:
+            n *= len(group[keys[0]])
+    return n
+
+
+def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | None = None,
+           max_trials: int = MAX_TRIALS) -> Expansion:
+    """Resolve every trial's config; any invalid combination raises ConfigError before anything runs,
+    and so does a spec of more than `max_trials` trials."""
     sets = dict(sets or {})
     src = spec.source
     profile = profile or spec.profile
@@ -95,6 +116,11 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
     collapsed = [k for k in spec.axis_keys() if k in sets]
     recipe = sets.pop("recipe", spec.recipe)
     mode = sets.pop("mode", spec.mode)
+    n_datasets = 1 if "data.dataset" in sets or spec.datasets is None or profile != spec.profile else len(spec.datasets)
+    n_trials = count_trials(spec, set(collapsed), n_datasets)
+    if n_trials > max_trials:
+        raise ConfigError(f"{src}: the spec expands to {n_trials:,} trials, more than the bound of {max_trials:,}; "
+                          f"check the axes and seeds, or raise the bound with --max-trials {n_trials}")
     points = grid_points(spec, drop=set(collapsed))
 
     # The base must be valid on its own: blame overrides and --set before any combination.

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from ..config import _DICT_FIELDS, PROFILES, RunConfig, check_key, known_keys
+from .. import safe_yaml
 from ..errors import ConfigError
 from ..registry import suggest
 
@@ -44,6 +45,9 @@ RESERVED_KEYS = {
 }
 # Top-level config arguments that build_config takes positionally; they may still be axes.
 POSITIONAL_KEYS = ("recipe", "mode")
+
+MAX_NAME = 100  # a sweep's name becomes file and folder names (Ray's experiment folder among them)
+MAX_SEEDS = 100_000
 
 # Metrics an early-stopping rule may watch (losses are matched by prefix).
 STOP_METRICS = ("test_top1", "knn_top1", "train_top1", "loss")
@@ -102,7 +106,7 @@ class SweepSpec(_Model):
     axes: dict[str, list[Any]] = Field(default_factory=dict, description="grid: key → list of values")
     zip: list[dict[str, list[Any]]] = Field(default_factory=list,
                                             description="groups of keys varied together (equal lengths)")
-    seeds: Union[int, list[int]] = Field(1, description="a count (0..n-1) or a list of seeds")
+    seeds: Union[StrictInt, list[StrictInt]] = Field(1, description="a count (0..n-1) or a list of seeds")
     datasets: list[str] | None = Field(None, description="dataset names; default: the profile's dataset")
     resources: Resources = Field(default_factory=Resources)
     max_concurrent: int | None = Field(None, ge=1)
@@ -117,6 +121,9 @@ class SweepSpec(_Model):
     def _name(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError(f"'{v}' is not a valid sweep name; use letters, digits, '_', '-' and '.'")
+        if len(v) > MAX_NAME:
+            raise ValueError(f"the name has {len(v)} characters; it names files and folders, so keep it to "
+                             f"{MAX_NAME} (put prose in 'description:')")
         return v
 
     @field_validator("seeds")
@@ -125,13 +132,16 @@ class SweepSpec(_Model):
         if isinstance(v, int):
             if v < 1:
                 raise ValueError(f"a seed count must be >= 1, got {v}")
+            if v > MAX_SEEDS:
+                raise ValueError(f"{v:,} seeds; at most {MAX_SEEDS:,} (list the seeds to use larger values)")
         else:
             if not v:
                 raise ValueError("the list of seeds is empty; give a count (seeds: 3) or a list")
             if len(set(v)) != len(v):
                 raise ValueError(f"seeds listed twice: {v}")
-            if any(s < 0 for s in v):
-                raise ValueError(f"seeds must be >= 0, got {v}")
+            if any(s < 0 or s >= 2**63 for s in v):
+                bad = next(s for s in v if s < 0 or s >= 2**63)
+                raise ValueError(f"a seed must satisfy 0 <= seed < 2**63, got {bad}")
         return v
 
     @property
@@ -140,31 +150,6 @@ class SweepSpec(_Model):
 
     def axis_keys(self) -> list[str]:
         return list(self.axes) + [k for group in self.zip for k in group]
-
-
-# ---------------------------------------------------------------------------------------------
-# YAML with duplicate-key detection (PyYAML silently keeps the last of two equal keys).
-
-class _StrictLoader(yaml.SafeLoader):
-    pass
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key '{key}' appears twice (first on line "
-                                f"{seen[key] + 1}); a duplicate axis or field — keep one")
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _yaml_error(path: str, err: yaml.YAMLError) -> ConfigError:
@@ -189,11 +174,14 @@ def load_spec(path: str | Path) -> SweepSpec:
             hint = f" (did you mean 'sweeps/{p.name}'?)"
         raise ConfigError(f"{src}: spec file not found{hint}; pass the path of a YAML spec such as "
                           f"sweeps/teacher_temp.yaml")
+    if p.stat().st_size > safe_yaml.MAX_BYTES:
+        raise ConfigError(f"{src}: {p.stat().st_size:,} bytes; a spec is YAML text of at most "
+                          f"{safe_yaml.MAX_BYTES:,} bytes")
     try:
-        data = yaml.load(p.read_text(), Loader=_StrictLoader)
+        data = safe_yaml.load(p.read_text())
     except yaml.YAMLError as err:
         raise _yaml_error(src, err) from None
-    except _DuplicateKey as err:
+    except (safe_yaml.DuplicateKeyError, safe_yaml.YamlLimitError) as err:
         raise ConfigError(f"{src}: {err}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{src}: not a text file; a spec is YAML text") from None
@@ -238,6 +226,11 @@ def _spec_message(err: ValidationError, source: str) -> str:
         names = list(model.model_fields) if model else []
         msg = f"unknown field{suggest(key, names)}" + (f"; the fields are {', '.join(names)}" if names else "")
     got = first.get("input")
+    if first["loc"][:1] == ("seeds",) and first["type"] != "value_error":
+        # a union: report the list element that failed, if that is what went wrong
+        element = next((e for e in err.errors() if len(e["loc"]) == 3 and e["loc"][0] == "seeds"), None)
+        got = element["input"] if element is not None else got
+        return f"{source}: seeds: expected a count (seeds: 3) or a list of integers (seeds: [0, 1, 2]), got {got!r}"
     if first["type"] not in ("extra_forbidden", "value_error", "missing") and not isinstance(got, (dict, list)):
         msg += f", got {got!r}"
     return f"{source}: {loc or 'spec'}: {msg}"
