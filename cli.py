@@ -112,12 +112,13 @@ def train(
     run_dir = (out_dir or Path("runs") / f"{cfg.recipe}-{cfg.profile}-{cfg.data.dataset}-s{cfg.seed}-{cfg.content_hash()}")
     run_dir = _writable_dir(run_dir, "--out")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile,
+    meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile, "fidelity": cfg.fidelity,
             "dataset": cfg.data.dataset, "seed": cfg.seed, "model": cfg.model.name}
     callbacks = [ParquetRecorder(run_dir / "metrics.parquet", meta), SummaryWriter(run_dir / "summary.json", meta)]
     if progress:
         callbacks.append(RichProgress(err))
-    err.print(f"run {meta['config_id']}: {cfg.recipe} / {cfg.profile} / {cfg.data.dataset} / {cfg.model.name} "
+    err.print(f"run {meta['config_id']}: {cfg.recipe} / {cfg.fidelity} / {cfg.profile} / {cfg.data.dataset} / "
+              f"{cfg.model.name} "
               f"→ {run_dir}", markup=False)
     result = fit(cfg, run_dir, callbacks=callbacks, resume=resume, data=data)
     if result.status != "completed":

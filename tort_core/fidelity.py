@@ -63,7 +63,8 @@ CHOICES: tuple[Choice, ...] = (
     Choice("rotation", "views.rotation_draw", "per_sample", "per_view_batch",
            source="tort_aug.py: rand_rot (one draw per view batch)"),
     Choice("LR schedule", "optim.schedule_unit", "step", "epoch", recipes=THESIS,
-           source="train_tort.py / train_sl.py: timm create_scheduler (t_in_epochs=True), lr_scheduler.step(epoch + 1)"),
+           source="train_tort.py / train_sl.py: timm create_scheduler (t_in_epochs=True), "
+                  "lr_scheduler.step(epoch + 1)"),
     Choice("LR schedule", "optim.warmup_prefix", True, False, recipes=THESIS,
            source="timm CosineLRScheduler default warmup_prefix=False: the cosine counts the warm-up epochs"),
     Choice("no weight decay on", "optim.decay_tokens", False, True,
