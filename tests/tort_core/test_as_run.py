@@ -204,3 +204,32 @@ def test_original_splits_are_the_original_codes(tmp_path):
     assert (len(standard.train), len(standard.test)) == (10, 8)
     assert (len(original.train), len(original.test)) == (6, 4)
     assert load_dataset("digits", None, "original").test is not None  # datasets it never used: as standard
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["tort", "sota"])
+def test_an_as_run_trial_resumes_exactly(tiny_cfg, tmp_path, recipe):
+    # per-epoch LR (its scheduler state), the batch-indexed momentum, the independent teacher, the
+    # per-view-batch rotation draws and the cross-validated k-NN all survive a resume
+    from tort_core.catalog import MACHINE_METRICS
+    from tort_core.trainer import Callback, fit
+
+    class StopAfter(Callback):
+        def on_epoch_end(self, record, checkpoint):
+            if record["epoch"] == 2:
+                raise _Stop
+
+    cfg = tiny_cfg(recipe, epochs=3, fidelity="as_run")
+    assert cfg.optim.schedule_unit == "epoch"
+    full = fit(cfg, tmp_path / "full")
+    with pytest.raises(_Stop):
+        fit(cfg, tmp_path / "cut", callbacks=[StopAfter()])
+    resumed = fit(cfg, tmp_path / "cut")
+    keep = lambda rs: [{k: v for k, v in r.items() if k not in MACHINE_METRICS} for r in rs]  # noqa: E731
+    assert keep(resumed.records) == keep(full.records)
+    lrs = [r["lr"] for r in full.records]
+    assert all(a != b for a, b in zip(lrs, lrs[1:]))  # a new lr each epoch: warm-up, cosine, cool-down
