@@ -263,3 +263,30 @@ def test_docs_hold_every_choice():
     text = (ROOT / "docs" / "fidelity.md").read_text()
     missing = [c.key for c in CHOICES if f"`{c.key}`" not in text]
     assert not missing, f"docs/fidelity.md does not mention {missing}"
+
+
+@pytest.mark.slow  # expands 114 trials
+def test_the_errata_sweep_switches_one_choice_per_row_and_ends_on_the_as_run_preset():
+    from tort_core.sweep.expand import expand
+    from tort_core.sweep.spec import load_spec
+
+    trials = [t for t in expand(load_spec(ROOT / "sweeps" / "as_run.yaml")).trials if t.seed == 0]
+    base = _flat(trials[0].config.model_dump())
+    assert trials[0].config.fidelity == "written" and base == _flat(build_config(
+        "tort", "thesis", overrides={"data.dataset": "flowers102"}).model_dump())
+    rows = {}
+    for t in trials[1:-1]:
+        flat = _flat(t.config.model_dump())
+        rows[t.index] = sorted(k for k in flat if flat[k] != base[k])
+    single = [keys for keys in rows.values() if "loss.enabled" not in keys]
+    rows_of = {c.row for c in CHOICES if "tort" in c.recipes}
+    assert {next(c.row for c in CHOICES if c.key == keys[0]) for keys in single} == rows_of - {"objectives ablation"}
+    assert all(len({next(c.row for c in CHOICES if c.key == k) for k in keys}) == 1 for keys in single)
+    # the last row is the as-run preset itself, and the baselines sweep's tort as-run is the same trial
+    as_run = build_config("tort", "thesis", overrides={"fidelity": "as_run", "data.dataset": "flowers102"})
+    assert trials[-1].id == as_run.content_hash()
+    baselines = expand(load_spec(ROOT / "sweeps" / "baselines.yaml")).trials
+    assert trials[-1].id in {t.id for t in baselines}
+    assert {(t.config.recipe, t.config.fidelity) for t in baselines} == {
+        ("tort", "written"), ("sota", "written"), ("augreg", "written"), ("deit", "written"), ("tort", "as_run"),
+        ("sota", "as_run")}
