@@ -197,10 +197,29 @@ def sweep(
                         gpus_per_trial=gpus_per_trial, wandb=wandb, progress=progress, console=err)
     _print_outcome(outcome)
     if outcome.interrupted:
-        err.print(f"sweep '{outcome.sweep}' interrupted; `tort sweep {spec} --resume` runs the missing trials")
+        again = _resume_command(spec, profile, sets, results, address, max_concurrent, gpus_per_trial, wandb,
+                                max_trials)
+        err.print(f"sweep '{outcome.sweep}' interrupted; `{again}` runs the missing trials", markup=False)
         raise typer.Exit(130)
     if outcome.failed:
         raise typer.Exit(1)
+
+
+def _resume_command(spec: Path, profile: str | None, sets: list[str] | None, results: Path, address: str | None,
+                    max_concurrent: int | None, gpus_per_trial: float | None, wandb: bool, max_trials: int) -> str:
+    """The command that resumes this sweep: the same spec, profile, overrides and store."""
+    import shlex
+
+    args = ["tort", "sweep", str(spec), "--resume", "--results", str(results)]
+    args += ["--profile", profile] if profile else []
+    for item in sets or []:
+        args += ["--set", item]
+    args += ["--address", address] if address else []
+    args += ["--max-concurrent", str(max_concurrent)] if max_concurrent else []
+    args += ["--gpus-per-trial", f"{gpus_per_trial:g}"] if gpus_per_trial is not None else []
+    args += [] if wandb else ["--no-wandb"]
+    args += ["--max-trials", str(max_trials)] if max_trials != 10_000 else []
+    return shlex.join(args)
 
 
 def _print_plan(plan, concurrency) -> None:
@@ -228,7 +247,7 @@ def _print_plan(plan, concurrency) -> None:
         est = plan.cost.per_trial.get(t.id)
         table.add_row(str(t.index), t.id, *[escape(str(flat.get(k))) for k in varying], status[t.id],
                       fmt_seconds(est) if est is not None and status[t.id] != "done" else "-")
-    out.print(table)
+    _table_console().print(table)
     out.print(f"values that differ per trial: {', '.join(exp.varying) or '(none)'}")
     out.print(f"estimated cost of the {len(plan.to_run)} trial(s) to run: {plan.cost.describe(concurrency)}")
 
@@ -241,14 +260,15 @@ def _print_outcome(outcome) -> None:
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("id", "trial", "status", "epochs", "top1", "knn", "time", "error"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("id", "status", "epochs"))
+        # numbers and ids never wrap mid-value; the label and the error fold to what is left
+        table.add_column(col, overflow="fold", no_wrap=col not in ("trial", "error"))
     style = {"completed": "green", "failed": "bold red", "stopped": "yellow", "skipped": "dim", "not run": "dim"}
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for t in outcome.trials:
         table.add_row(t.id, escape(t.label), f"[{style.get(t.status, '')}]{t.status}[/]", f"{t.epochs_done}/{t.total_epochs}",
                       fmt(t.final_test_top1), fmt(t.final_knn_top1), fmt_seconds(t.wall_seconds),
                       escape((t.error or "")[:120]))
-    out.print(table)
+    _table_console().print(table)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts().items()))
     out.print(f"sweep {outcome.sweep}: {counts} in {fmt_seconds(outcome.wall_seconds)} → {outcome.results_dir}")
 
@@ -341,9 +361,7 @@ def _print_tables(tables) -> None:
             table.add_column(escape(str(col)), overflow="fold")
         for row in df.itertuples(index=False):
             table.add_row(*[escape(str(v)) for v in row])
-        # Piped output has no width to fit: keep rows on one line rather than wrapping at 80.
-        console = out if out.is_terminal else Console(file=sys.stdout, width=240, highlight=False)
-        console.print(table)
+        _table_console().print(table)
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:
@@ -359,7 +377,7 @@ def _click_errors() -> tuple[type[BaseException], ...]:
 
 
 _USAGE_ERRORS = _click_errors()
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # tort_core.sweep.runner.STORAGE_ERRNOS
 _EXITS = (typer.Exit, click.exceptions.Exit)
 _ABORTS = (typer.Abort, click.exceptions.Abort)
 
@@ -372,11 +390,29 @@ def _usage_line(e: BaseException) -> str:
     return f"error: {message}; see `{where}`"
 
 
+def one_line(e: BaseException) -> str:
+    """The message of a tort error as one line. An error raised in a DataLoader worker comes back
+    wrapped ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its own
+    message is the last line of that traceback, after the exception's name."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        name, sep, message = last.partition(": ")
+        text = message if sep and name.rsplit(".", 1)[-1] == type(e).__name__ else last
+    return " ".join(text.split())
+
+
+def _table_console() -> Console:
+    """Where tables go: the terminal at its width; piped output (a log, a file) has no width to fit,
+    so rows stay on one line rather than wrapping at 80 columns."""
+    return out if out.is_terminal else Console(file=sys.stdout, width=240, highlight=False, soft_wrap=False)
+
+
 def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except TortError as e:
-        err.print(f"error: {e}", markup=False)
+        err.print(f"error: {one_line(e)}", markup=False)
         sys.exit(2)
     except OSError as e:
         if e.errno not in _STORAGE_ERRNOS:
@@ -384,8 +420,8 @@ def main() -> None:
         # A full disk, a quota or a read-only file system: nothing half-written is left behind
         # (every file is written aside and renamed), so the same command resumes afterwards.
         where = f" ({e.filename})" if e.filename else ""
-        err.print(f"error: {e.strerror}{where}; free space (or fix the mount) and run the same command again: "
-                  f"it resumes from the last finished checkpoint", markup=False)
+        err.print(f"error: {e.strerror}{where}; free space (or fix the mount) and run the command again (a sweep "
+                  f"with --resume): runs continue from their last finished checkpoint", markup=False)
         sys.exit(2)
     except _EXITS as e:
         sys.exit(getattr(e, "exit_code", 0))

@@ -602,13 +602,15 @@ def build_config(
 
 
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
-    """Names that live in registries outside this module: dataset, timm model and timm optimizer."""
+    """Names that live in registries outside this module: dataset, timm model and timm optimizer;
+    and that timm builds the model with these kwargs (on the meta device: no memory, no weights)."""
     from .data import DATASETS
-    from .models import check_model_name
+    from .models import check_builds, check_model_name
     from .optim import check_optimizer
 
     for key, check in (("data.dataset", lambda: DATASETS.get(cfg.data.dataset)),
                        ("model.name", lambda: check_model_name(cfg.model.name)),
+                       ("model.kwargs", lambda: check_builds(cfg.model, cfg.views.global_size)),
                        ("optim", lambda: check_optimizer(cfg.optim.name, cfg.optim.fused))):
         try:
             check()

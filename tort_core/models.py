@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import sys
 from pathlib import Path
@@ -67,6 +69,30 @@ def dropout_kwargs(cfg: ModelConfig) -> dict[str, float]:
         {"drop_rate": cfg.dropout}
     rates["attn_drop_rate"] = cfg.attn_dropout
     return {k: v for k, v in rates.items() if v > 0}
+
+
+def check_builds(cfg: ModelConfig, img_size: int) -> None:
+    """Build the backbone on the meta device (no memory, no weights: a fraction of a second even at
+    ViT-B) so that a model.kwargs that timm rejects fails before any run starts, once per distinct
+    model, rather than in every trial of a sweep (and again in each retry)."""
+    _check_builds(cfg.name, json.dumps(cfg.kwargs, sort_keys=True, default=str), img_size, cfg.dropout,
+                  cfg.drop_path, cfg.dropout_at, cfg.attn_dropout)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_builds(name: str, kwargs: str, img_size: int, dropout: float, drop_path: float, dropout_at: str = "head",
+                  attn_dropout: float = 0.0) -> None:
+    cfg = ModelConfig(name=name, kwargs=json.loads(kwargs), dropout=dropout, drop_path=drop_path,
+                      dropout_at=dropout_at, attn_dropout=attn_dropout)
+    try:
+        with torch.device("meta"):
+            create_backbone(cfg, img_size)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - timm's own checks raise assertions, value and type errors
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"model.kwargs: timm cannot build '{name}' with {cfg.kwargs} at {img_size} px: "
+                          f"{reason}") from None
 
 
 def compile_module(module: nn.Module, random: str = "eager") -> None:

@@ -79,7 +79,7 @@ def test_a_full_disk_fails_with_one_line_leaves_no_partial_file_and_resumes_afte
 
     run = tiny_disk / "run"
     proc = run_tort("train", *TINY_ARGS, "--out", run)
-    assert_one_line_error(proc, "No space left on device", "run the same command again")
+    assert_one_line_error(proc, "No space left on device", "run the command again")
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
     again = run_tort("train", *TINY_ARGS, "--out", run)

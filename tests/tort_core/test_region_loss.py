@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tort_core.config import build_config
+from tort_core.config import ModelConfig, build_config
 from tort_core.errors import ConfigError
 from tort_core.losses import (LOSSES, STUDENT_DENSE, STUDENT_REGION, TEACHER_DENSE, TEACHER_REGION, LossContext,
                               StepOutputs, match_regions)
@@ -192,9 +192,12 @@ def test_region_loss_leaves_other_losses_and_modules_unchanged():
 
 
 def test_backbone_errors_name_the_key():
-    cfg = build_config("tort", "demo", overrides={"model.name": "swin_tiny_patch4_window7_224"})
-    with pytest.raises(ConfigError, match="model.kwargs: .*depth"):  # ViT kwargs given to a Swin
-        create_backbone(cfg.model, 32)
+    # ViT kwargs given to a Swin: refused when the config is built (the model is built on the meta
+    # device), and by the factory itself
+    with pytest.raises(ConfigError, match="model.kwargs: .*depth"):
+        build_config("tort", "demo", overrides={"model.name": "swin_tiny_patch4_window7_224"})
+    with pytest.raises(ConfigError, match="model.kwargs: .*depth"):
+        create_backbone(ModelConfig(name="swin_tiny_patch4_window7_224", kwargs={"depth": 4}), 32)
     with pytest.raises(ConfigError, match="views.local_size: 12 px .* patch size 8"):
         _system(VIT, ["distill"], **{"views.local_size": 12})
 

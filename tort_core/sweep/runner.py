@@ -28,6 +28,7 @@ them in order.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -250,12 +251,31 @@ def fit_quietly(tuner, display, console: Console) -> None:
     display.start()
     try:
         tuner.fit()
+    except Exception as err:  # noqa: BLE001 - re-raised unchanged unless it is a full disk
+        storage = storage_error(err)
+        if storage is None:
+            raise
+        # Tune wraps the store's ENOSPC in a TuneError whose text is a traceback; what the user can
+        # act on is the OSError (every file is written aside, so --resume continues after).
+        raise storage from None
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
         display.stop()
-        if not console.is_terminal:
-            console.line()
+
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def storage_error(err: BaseException) -> OSError | None:
+    """The full-disk (quota, read-only) OSError behind `err`, following causes and contexts."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def drop_tune_copies(experiment: Path, finished: set[str]) -> None:

@@ -112,6 +112,7 @@ def train_trial(config: dict[str, Any], payload: TrialPayload) -> None:
     import torch
 
     from ..data import load_dataset
+    from ..errors import TortError
     from ..trainer import fit
     from .messages import TrialMessage
     from .provenance import hardware
@@ -138,7 +139,15 @@ def train_trial(config: dict[str, Any], payload: TrialPayload) -> None:
         data = load_dataset(cfg.data.dataset, cfg.data.root, cache=True)
         reporter.built_at = time.monotonic()
         timing["data_seconds"] = reporter.built_at - t_data
-        result = fit(cfg, run_dir, callbacks=[reporter], resume=True, data=data)
+        try:
+            # A checkpoint a full disk truncated is moved aside and the trial starts over; raising
+            # instead would fail the trial again at every --resume.
+            result = fit(cfg, run_dir, callbacks=[reporter], resume=True, data=data, on_corrupt="restart")
+        except TortError as err:
+            # Deterministic (bad data, a config the model rejects): a retry would fail the same
+            # way, so the trial ends failed, with the one-line reason, instead of raising to Tune.
+            reporter.send(reporter.message("final", status="failed", error=str(err)))
+            return
         if reporter.fit_started is not None:
             timing["fit_seconds"] = time.monotonic() - reporter.fit_started
         reporter.send(reporter.message("final", status=result.status, error=result.error))
