@@ -295,43 +295,130 @@ def compare_cmd(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="local dataset root (nothing is downloaded)"),
     sets: Optional[list[str]] = SETS,
     results: Path = typer.Option(Path("results"), "--results", help="results store directory"),
-    out_dir: Path = typer.Option(Path("reports"), "--out", help="where the table (CSV, Markdown) and curves go"),
+    out_dir: Path = typer.Option(Path("reports"), "--out", help="where the table (CSV, Markdown) and curves go, in a "
+                                                                "folder named by the setting, datasets and seeds"),
     run: bool = typer.Option(True, "--run/--no-run", help="train the missing trials first (--no-run: analyse "
                                                           "what the store holds)"),
+    plan: bool = typer.Option(False, "--plan", help="print the smallest Δ these seeds can detect (80% power) and "
+                                                    "exit; runs nothing"),
+    plan_effect: Optional[float] = typer.Option(None, "--plan-effect", help="with --plan: the Δ (top-1 points) to "
+                                                                            "detect; prints the seeds it needs"),
+    plan_sd: Optional[float] = typer.Option(None, "--plan-sd", help="with --plan: the seed-to-seed SD (top-1 "
+                                                                    "points) to assume (default: from the store)"),
+    failed_as_chance: bool = typer.Option(False, "--failed-as-chance", help="score failed runs at chance accuracy "
+                                                                            "instead of leaving them out"),
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="trials at once"),
     wandb: bool = typer.Option(False, "--wandb/--no-wandb", help="log the trials it runs to W&B"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="live sweep progress"),
 ) -> None:
     """Method vs baseline per dataset and across datasets: runs the missing trials, then tests."""
-    from analysis.compare import display_tables, write_comparison
-    from analysis.experiment import parse_seeds, run_comparison
-    from analysis.report import comparison_figures
-    from analysis.load import load_store
-    from analysis.plots import save
     from tort_core.config import parse_sets
+    from tort_core.errors import ConfigError
+    from tort_core.sweep.comparison import output_folder, parse_seeds
 
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
     overrides = parse_sets(sets)
     if data_root is not None:
         overrides["data.root"] = str(data_root.expanduser().resolve())
-    res = run_comparison(baseline, method, names, parse_seeds(seeds), profile, mode, epochs, init,
-                         overrides, results, run=run, wandb=wandb, max_concurrent=max_concurrent,
-                         progress=progress, console=err)
-    cmp = res.comparison
+    seed_spec = parse_seeds(seeds)
+    for flag, value in (("--plan-effect", plan_effect), ("--plan-sd", plan_sd)):
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise ConfigError(f"{flag} {value}: give a positive number of top-1 points")
+    if plan or plan_effect is not None or plan_sd is not None:
+        _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
+                         plan_effect, plan_sd)
+        return
+    from analysis.compare import compare, display_tables, settings_text, write_comparison
+    from analysis.load import dataset_label, load_store
+    from analysis.plots import save
+    from analysis.report import comparison_figures
+    from tort_core.sweep.comparison import run_comparison
+
+    _will_be_writable(out_dir, "--out")  # before any training, not after it (nothing is created yet)
+    res = run_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
+                         run=run, wandb=wandb, max_concurrent=max_concurrent, progress=progress, console=err)
     err.print(f"comparison sweep {res.sweep}: {res.planned} trials, {res.reused} reused from the store, "
               f"{res.ran} run now")
+    store = load_store(results)
+    labels = list(dict.fromkeys(dataset_label(t.config.data.dataset, str(t.config.data.root) if t.config.data.root
+                                              else None) for t in res.trials))
+    cmp = compare(store, baseline, method, datasets=labels, mode=mode, trial_ids=res.trial_ids,
+                  failed_as_chance=failed_as_chance)
+    done = set(store.completed()["trial_id"].astype(str)) if not store.empty else set()
+    missing = [t.label for t in res.trials if t.id not in done]
+    if missing:
+        cmp.notes.append(f"{len(missing)} of {res.planned} planned trials not completed: " + "; ".join(missing[:8])
+                         + (" …" if len(missing) > 8 else ""))
+    out.print(f"settings: {settings_text(cmp)}", markup=False)
+    out.print("primary test: Welch t on the final test top-1 per dataset (Holm over datasets); the rest is "
+              "secondary; intervals are 95%")
     _print_tables(display_tables(cmp))
     for note in cmp.notes:
-        out.print(f"note: {note}")
-    folder = out_dir / res.sweep
+        out.print(f"note: {note}", markup=False)
+    folder = out_dir / output_folder(res.sweep, labels, sorted({t.seed for t in res.trials}))
     written = write_comparison(cmp, folder)
     if not cmp.empty:
-        store = load_store(results)
         for stem, _, fig in comparison_figures(store, cmp):
             written += save(fig, folder, stem)
     out.print(f"tables and figures → {folder}")
     if res.outcome is not None and res.outcome.failed:
         raise typer.Exit(1)
+
+
+def _will_be_writable(path: Path, flag: str) -> None:
+    """The directory exists and is writable, or its nearest existing parent is: checked without
+    creating anything (a rejected command leaves no folder behind)."""
+    import os
+
+    p = path.expanduser().resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not (p.is_dir() and os.access(p, os.W_OK | os.X_OK)):
+        raise ConfigError(f"{flag} {path}: cannot write there ({p} is not a writable directory); pass a directory "
+                          f"you can write to")
+
+
+def _plan_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
+                     effect, sd) -> None:
+    """`tort compare --plan`: power from an SD (given or observed in the store); runs nothing."""
+    from rich.table import Table
+
+    from analysis.errors import AnalysisError, ResultsNotFound
+    from analysis.load import dataset_label, load_store
+    from analysis.power import observed_sd, plan
+    from tort_core.sweep.comparison import expand_comparison
+
+    spec, exp = expand_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides)
+    labels = list(dict.fromkeys(dataset_label(t.config.data.dataset, str(t.config.data.root) if t.config.data.root
+                                              else None) for t in exp.trials))
+    n = len({t.seed for t in exp.trials})
+    if sd is not None:
+        sds = {ds: (sd, "--plan-sd") for ds in labels}
+    else:
+        try:
+            store = load_store(results)
+        except ResultsNotFound:
+            store = None
+        sds = observed_sd(store, baseline, method, labels, mode, profile, sweep=spec.name)
+    lacking = [ds for ds in labels if ds not in sds]
+    if lacking:
+        raise AnalysisError(f"--plan: no seed-to-seed SD of final test top-1 for {', '.join(lacking)} in "
+                            f"'{results}'; give --plan-sd POINTS (e.g. from a pilot run with --seeds 3)")
+    df = plan(sds, n, effect)
+    table = Table(title=f"{method} vs {baseline} ({profile}, {mode}): two-sided Welch t, α = 0.05, 80% power",
+                  title_justify="left", header_style="bold", pad_edge=False)
+    cols = ["dataset", "SD (points)", "SD from", f"smallest Δ detectable with {n} seeds/arm"]
+    if effect is not None:
+        cols.append(f"seeds/arm to detect Δ = {effect:g}")
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in df.to_dict("records"):
+        cells = [r["dataset"], f"{r['sd']:.2f}", r["sd_source"], f"{r['mde']:.2f}" if r["mde"] == r["mde"] else "n/a"]
+        if effect is not None:
+            cells.append(str(r["seeds_needed"]))
+        table.add_row(*cells)
+    _table_console().print(table)
+    out.print("nothing was run (--plan)")
 
 
 @app.command()
@@ -340,12 +427,20 @@ def report(
     out_dir: Path = typer.Option(Path("reports"), "--out", help="report directory (index.html, figures/, tables/)"),
     baseline: str = typer.Option("sota", "--baseline"),
     method: str = typer.Option("tort", "--method"),
+    margins: Optional[list[str]] = typer.Option(None, "--margin", help="equivalence margin (top-1 points) of the "
+                                                "thesis's 'no effect' claims: 0.5 for all, or KEY=0.5 for one "
+                                                "(repeatable; default 1)"),
+    failed_as_chance: bool = typer.Option(False, "--failed-as-chance", help="score failed runs at chance accuracy "
+                                                                            "instead of leaving them out"),
 ) -> None:
     """Regenerate the HTML report, figures (PNG, SVG) and tables (CSV) from the results store."""
+    from analysis.claims import parse_margins
     from analysis.load import load_store
     from analysis.report import build_report
 
-    res = build_report(load_store(results), out_dir, baseline=baseline, method=method)
+    margin_by_key = parse_margins(margins)  # a bad margin fails before the store is read
+    res = build_report(load_store(results), out_dir, baseline=baseline, method=method, margins=margin_by_key,
+                       failed_as_chance=failed_as_chance)
     out.print(f"report → {res.html}  ({len(res.figures)} figure files, {len(res.tables)} tables)")
     if res.missing:
         out.print(f"{len(res.missing)} thing(s) missing or incomplete, listed at the top of the report")
@@ -355,13 +450,17 @@ def _print_tables(tables) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    for title, df in tables:
+    for t in tables:
+        title, df = t.title, t.df
         table = Table(title=escape(title), title_justify="left", header_style="bold", pad_edge=False)
         for col in df.columns:
             table.add_column(escape(str(col)), overflow="fold")
         for row in df.itertuples(index=False):
             table.add_row(*[escape(str(v)) for v in row])
-        _table_console().print(table)
+        console = _table_console()
+        console.print(table)
+        for note in t.notes:
+            console.print(escape(note))
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:

@@ -19,17 +19,14 @@ import pandas as pd
 
 from . import stats
 from .load import COMPLETED, Store, value_label, varying_keys
-from .metrics import loss_settling_epoch, per_trial
+from .metrics import settling_epochs
 
-# Metrics every ablation table carries (those present in the store).
-ABLATION_METRICS = ("final_test_top1", "best_test_top1", "final_knn_top1", "final_loss_distill",
+# Metrics every ablation table carries (those present in the store); labels and directions come
+# from tort_core.catalog. `best_*` (the best test epoch) is selection on the test set: not tested.
+ABLATION_METRICS = ("final_test_top1", "valsel_test_top1", "final_knn_top1", "final_loss_distill",
                     "distill_settling_epoch")
-METRIC_LABELS = {"final_test_top1": "final top-1 (%)", "best_test_top1": "best top-1 (%)",
-                 "final_knn_top1": "final k-NN top-1 (%)", "final_loss_distill": "final distillation loss",
-                 "distill_settling_epoch": "distill-loss settling epoch"}
-# For these, smaller is better (used only for wording, never to change a test).
-LOWER_IS_BETTER = {"final_loss_distill", "distill_settling_epoch"}
 SETTLING_FRACTION = 0.9
+CURVE_METRICS = ("distill_settling_epoch", "distill_epochs", "distill_drop")  # per trial, from its curves
 PRIMARY_KEYS = ("recipe", "mode")
 
 
@@ -96,18 +93,12 @@ class Ablation:
 
 def profile_default(key: str, row: pd.Series) -> str | None:
     """The key's value in the config the trial's recipe/profile/mode resolve to without overrides."""
-    from tort_core.config import build_config
-    from tort_core.errors import TortError
+    from .settings import default_config
 
     recipe = str(row.get("recipe", "tort"))
     profile = str(row.get("profile", "thesis")) if pd.notna(row.get("profile", None)) else "thesis"
-    mode = str(row.get("mode", "scratch"))
-    overrides = {"model.init": "unused.pth"} if mode == "finetune" else {}
-    try:
-        flat = build_config(recipe, profile, mode, overrides).flat()
-    except TortError:
-        return None
-    return value_label(flat[key]) if key in flat else None
+    flat = default_config(recipe, profile, str(row.get("mode", "scratch")))
+    return flat.get(key) if flat is not None else None
 
 
 def _variant_labels(trials: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -176,6 +167,10 @@ def build_ablation(store: Store, sweep: str, trials: pd.DataFrame, keys: list[st
         default, source = values[0], "first value (no single default)"
     done = t[t["status"] == COMPLETED].copy()
     done = _add_curve_metrics(store, done)
+    added = [c for c in CURVE_METRICS if c in done.columns]
+    if added:
+        t = t.drop(columns=[c for c in added if c in t.columns]).merge(done[["trial_id", *added]], on="trial_id",
+                                                                       how="left")
     ab = Ablation(sweep=sweep, keys=keys, default=default, default_source=source, values=values, trials=t,
                   notes=notes)
     ab.table = _variant_table(done, values, default, level, seed)
@@ -188,11 +183,17 @@ def build_ablation(store: Store, sweep: str, trials: pd.DataFrame, keys: list[st
 
 
 def _add_curve_metrics(store: Store, done: pd.DataFrame) -> pd.DataFrame:
+    """The distillation loss's settling epoch per trial, and what the claims need to say why it is
+    missing: how many epochs recorded the loss, and how far it fell from its first value."""
     if done.empty or store.epochs.empty or "loss_distill" not in store.epochs.columns:
         return done
     curves = store.curves(done["trial_id"])
-    settle = per_trial(curves, lambda g: loss_settling_epoch(g["epoch"], g["loss_distill"], SETTLING_FRACTION))
-    done["distill_settling_epoch"] = done["trial_id"].map(settle)
+    done["distill_settling_epoch"] = done["trial_id"].map(settling_epochs(curves, "loss_distill", SETTLING_FRACTION))
+    v = pd.to_numeric(curves["loss_distill"], errors="coerce").replace([np.inf, -np.inf], np.nan)
+    ok = curves.assign(_v=v).dropna(subset=["_v"]).sort_values(["trial_id", "epoch"], kind="stable")
+    g = ok.groupby("trial_id")["_v"]
+    done["distill_epochs"] = done["trial_id"].map(g.count()).fillna(0).astype(int)
+    done["distill_drop"] = done["trial_id"].map(g.first() - g.min())
     return done
 
 
@@ -207,12 +208,13 @@ def _variant_table(done: pd.DataFrame, values: list[str], default: str, level: f
                 x = g.loc[g["value"] == v, m].to_numpy(dtype=float)
                 e = stats.mean_ci(x, level)
                 row = {"dataset": ds, "metric": m, "value": v, "is_default": v == default, "n": e.n,
-                       "mean": e.value, "lo": e.lo, "hi": e.hi, "sd": float(np.nanstd(x, ddof=1)) if e.n > 1
-                       else math.nan}
+                       "mean": e.value, "lo": e.lo, "hi": e.hi, "why": e.why,
+                       "sd": float(np.nanstd(x, ddof=1)) if e.n > 1 else math.nan}
                 if v != default:
-                    tg = stats.two_group(ref, x, level, seed=seed)
+                    tg = stats.two_group(ref, x, level)
                     row.update({"diff": tg.diff.value, "diff_lo": tg.diff.lo, "diff_hi": tg.diff.hi,
-                                "welch_p": tg.welch.p, "mw_p": tg.mann_whitney.p, "hedges_g": tg.hedges_g})
+                                "diff_why": tg.diff.why, "welch_p": tg.welch.p, "mw_p": tg.mann_whitney.p,
+                                "mw_min_p": tg.mann_whitney.min_p, "hedges_g": tg.hedges_g, "mde80": tg.mde})
                 block.append(row)
             tests = [r for r in block if not r["is_default"]]
             for col in ("welch_p", "mw_p"):
@@ -220,6 +222,6 @@ def _variant_table(done: pd.DataFrame, values: list[str], default: str, level: f
                 for r, a in zip(tests, adj):
                     r[f"{col}_holm"] = a
             rows.extend(block)
-    cols = ["dataset", "metric", "value", "is_default", "n", "mean", "lo", "hi", "sd", "diff", "diff_lo", "diff_hi",
-            "welch_p", "welch_p_holm", "mw_p", "mw_p_holm", "hedges_g"]
+    cols = ["dataset", "metric", "value", "is_default", "n", "mean", "lo", "hi", "why", "sd", "diff", "diff_lo",
+            "diff_hi", "diff_why", "welch_p", "welch_p_holm", "mw_p", "mw_min_p", "mw_p_holm", "hedges_g", "mde80"]
     return pd.DataFrame(rows, columns=cols)

@@ -38,6 +38,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 ACCURACIES = ("test_top1", "knn_top1", "train_top1")
+VAL_SELECT = "val_top1"  # recorded per epoch with a validation split (data.val_fraction)
 COMPLETED = "completed"
 RUNNING = "running"
 
@@ -87,23 +88,37 @@ def _is_loss(metric: str) -> bool:
 
 
 def summarise_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial: epochs_done, final_<m> (last recorded value) and best_<m> (max for
-    accuracies, min for losses) for every accuracy and loss column."""
+    """One row per trial: epochs_done; final_<m>, the value at the trial's last recorded epoch
+    (NaN if it is not finite there: never an earlier epoch's value); best_<m> (max for accuracies,
+    min for losses, over finite values; selection on whatever split m is, so the tests use final_
+    values); `nonfinite_at_end`, the metrics finite earlier but not at the last epoch (such a trial
+    diverged: `Store` marks it failed); and with a validation split (`val_top1`), valsel_<m>, the
+    value at the epoch of the best val_top1 (model selection on validation, not on test)."""
     if epochs.empty:
         return pd.DataFrame(columns=["trial_id", "epochs_done"])
-    metrics = [c for c in epochs.columns if c in ACCURACIES or _is_loss(c)]
-    rows = []
-    for tid, g in epochs.sort_values("epoch").groupby("trial_id", sort=False):
-        row: dict[str, float] = {"trial_id": tid, "epochs_done": int(g["epoch"].max())}
-        for m in metrics:
-            v = pd.to_numeric(g[m], errors="coerce").to_numpy(dtype=float)
-            ok = v[np.isfinite(v)]
-            if len(ok) == 0:
-                continue
-            row[f"final_{m}"] = float(ok[-1])
-            row[f"best_{m}"] = float(ok.min() if _is_loss(m) else ok.max())
-        rows.append(row)
-    return pd.DataFrame(rows)
+    metrics = [c for c in epochs.columns if c in ACCURACIES or _is_loss(c) or c == VAL_SELECT]
+    e = epochs.sort_values(["trial_id", "epoch"], kind="stable")
+    values = e[metrics].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
+    tid = e["trial_id"]
+    by = values.groupby(tid, sort=False)
+    out = pd.DataFrame({"epochs_done": e.groupby("trial_id", sort=False)["epoch"].max().astype(int)})
+    last = values[~tid.duplicated(keep="last")].set_axis(tid[~tid.duplicated(keep="last")])
+    finite_anywhere = by.count() > 0
+    for m in metrics:
+        out[f"final_{m}"] = last[m]
+        out[f"best_{m}"] = by[m].min() if _is_loss(m) else by[m].max()
+    ended_bad = finite_anywhere & last.isna()
+    out["nonfinite_at_end"] = [", ".join(c for c in metrics if row[c]) for row in ended_bad.to_dict("records")]
+    if VAL_SELECT in metrics and values[VAL_SELECT].notna().any():
+        at = values[VAL_SELECT].groupby(tid).idxmax().dropna()  # first epoch of the best val_top1
+        chosen = values.loc[at.to_numpy()].set_axis(at.index)
+        out["valsel_epoch"] = e.loc[at.to_numpy(), "epoch"].set_axis(at.index)
+        for m in ACCURACIES:
+            if m in chosen:
+                out[f"valsel_{m}"] = chosen[m]
+    never = [m for m in metrics if not finite_anywhere[m].any()]  # recorded by no trial at all
+    out = out.drop(columns=[f"{p}_{m}" for m in never for p in ("final", "best")])
+    return out.rename_axis("trial_id").reset_index()
 
 
 @dataclass
@@ -209,6 +224,10 @@ def _merge_trials(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
         drop = [c for c in computed.columns if c != "trial_id" and c in base.columns]
         base = base.drop(columns=drop).merge(computed, on="trial_id", how="left")
     base["status"] = base["status"].astype(str).str.lower()
+    if "nonfinite_at_end" in base.columns:  # a completed run whose last epoch is not finite diverged
+        bad = (base["status"] == COMPLETED) & base["nonfinite_at_end"].fillna("").astype(bool)
+        base.loc[bad, "status"] = "failed"
+        base.loc[bad, "error"] = "non-finite at the last epoch: " + base.loc[bad, "nonfinite_at_end"]
     return base.reset_index(drop=True)
 
 

@@ -150,6 +150,7 @@ METRIC_INFO: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("epoch_seconds", "seconds per epoch", "speed", False, "s", machine=True),
     MetricInfo("samples_per_s", "training images per second", "speed", True, "img/s", machine=True),
     MetricInfo("peak_mem_mb", "peak memory (MB)", "memory", False, "MB", machine=True),
+    MetricInfo("distill_settling_epoch", "epoch the distillation loss made 90% of its drop", "convergence", False),
 )}
 
 # Record keys that measure the machine and the process (speed, memory), not what the run computed.
@@ -157,7 +158,7 @@ MACHINE_METRICS = frozenset(m.name for m in METRIC_INFO.values() if m.machine)
 
 
 def metric_info(name: str) -> MetricInfo:
-    """The entry for `name`, including `loss_<loss>`, `final_<m>` and `best_<m>`; an unknown name
+    """The entry for `name`, including `loss_<loss>`, `final_<m>`, `best_<m>` and `valsel_<m>`; an unknown name
     gets a neutral entry labelled with its own name."""
     if name in METRIC_INFO:
         return METRIC_INFO[name]
@@ -166,6 +167,10 @@ def metric_info(name: str) -> MetricInfo:
             base = metric_info(name[len(prefix):])
             return MetricInfo(name, f"{prefix[:-1]} {base.label}", base.kind, base.higher_is_better, base.unit,
                               base.machine)
+    if name.startswith("valsel_"):  # the value at the epoch of the best validation top-1
+        base = metric_info(name[len("valsel_"):])
+        return MetricInfo(name, f"{base.label} at the best-val_top1 epoch (validation-selected)", base.kind,
+                          base.higher_is_better, base.unit, base.machine)
     if name.startswith("loss_"):
         loss = name[len("loss_"):]
         label = LOSS_INFO[loss].label if loss in LOSS_INFO else loss

@@ -362,7 +362,8 @@ class RunConfig(_Section):
     def _cross_checks(self) -> RunConfig:
         if self.optim.warmup_epochs >= self.epochs:
             raise ValueError(
-                f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+                f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be smaller than epochs ({self.epochs}); "
+                f"lower it (--set optim.warmup_epochs={max(0, self.epochs - 1)}) or train longer"
             )
         if self.optim.min_lr > self.optim.lr:
             raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from analysis.load import Store
 
 METRIC_KEYS = ("test_top1", "knn_top1", "train_top1", "loss", "loss_distill")
 

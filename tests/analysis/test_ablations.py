@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from analysis import stats
 from analysis.ablations import find_ablations, numeric_value, sort_key
 from analysis.load import Store
 
@@ -42,8 +42,10 @@ def test_variants_are_tested_against_the_default_with_holm(frames):
     assert t.loc["0.1", "welch_p_holm"] < 0.05 and t.loc["0.3", "welch_p_holm"] < 0.05
     assert t.loc["0", "welch_p_holm"] > 0.05
     tests = t[~t["is_default"]]
-    adj, _ = stats.holm(tests["welch_p"].to_numpy())
-    np.testing.assert_allclose(tests["welch_p_holm"].to_numpy(), adj)
+    p = tests["welch_p"].to_numpy()  # Holm by hand: sorted p × (m − rank), running maximum, capped at 1
+    order = np.argsort(p)
+    expected = np.minimum(1.0, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
+    np.testing.assert_allclose(tests["welch_p_holm"].to_numpy()[order], expected)
 
 
 def test_default_outside_the_sweep_falls_back_and_says_so(frames):
@@ -62,6 +64,17 @@ def test_failed_and_unfinished_trials_are_counted_not_used(frames):
     f = ab.failures.set_index(["value", "status"])["trials"]
     assert f[("0.5", "failed")] == 1 and f[("0.5", "running")] == 1
     assert any("not finished" in n for n in ab.notes)
+
+
+def test_settling_epochs_in_one_groupby_match_the_per_trial_definition(frames):
+    from analysis.metrics import loss_settling_epoch, per_trial, settling_epochs
+
+    ep, _ = frames([{"recipe": "tort", "seed": s, "distill": (5.0, 1.0 + s), "epochs": 12} for s in range(4)]
+                   + [{"recipe": "tort", "seed": 9, "distill": (-2.0, 3.0)}])  # a rising loss: NaN
+    fast = settling_epochs(ep, "loss_distill")
+    slow = per_trial(ep, lambda g: loss_settling_epoch(g["epoch"], g["loss_distill"]))
+    pd.testing.assert_series_equal(fast.sort_index(), slow.sort_index(), check_names=False)
+    assert fast.isna().sum() == 1
 
 
 def test_distill_settling_epoch_is_computed_per_trial(frames):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from analysis import claims
 from analysis.ablations import find_ablations
+from analysis.errors import AnalysisError
 from analysis.load import Store
 
 
@@ -18,15 +21,49 @@ def _assess(frames, key, values, seeds=(0, 1, 2), **per_value):
     return a
 
 
-def test_no_effect_claim_consistent_when_nothing_differs(frames):
-    a = _assess(frames, "loss.label_smoothing", [0.0, 0.1], seeds=(0, 1, 2, 3), noise=lambda v: 0.3)
-    assert a.verdict == claims.CONSISTENT
-    assert "remain compatible" in a.data_says  # absence of evidence is worded as such, with its bound
+def test_no_effect_claim_equivalent_when_nothing_differs(frames):
+    a = _assess(frames, "loss.label_smoothing", [0.0, 0.1], seeds=range(6), noise=lambda v: 0.1, tau=lambda v: 0.5)
+    assert a.verdict == claims.EQUIVALENT and a.shown == "equivalent within ±1"
+    assert "TOST p" in a.data_says and a.comparability == "not comparable (profile demo)"
 
 
-def test_no_effect_claim_contradicted_by_a_real_effect(frames):
-    a = _assess(frames, "optim.min_lr", [1e-6, 0.0], plateau=lambda v: 40.0 if v else 55.0, noise=lambda v: 0.3)
-    assert a.verdict == claims.CONTRADICTED and "differs from the default" in a.data_says
+def test_no_effect_claim_flips_to_different_when_a_two_sd_effect_is_planted(frames):
+    # SD 0.5 point, 10 seeds, margin ±1: equivalent without an effect; a 2-SD (1 point) shift in
+    # one of two variants makes it "different" (the old rule said "consistent" here 73–98% of the time)
+    seeds = range(10)
+    null = _assess(frames, "optim.weight_decay", [0.0, 0.04, 0.1], seeds=seeds, noise=lambda v: 0.5,
+                   tau=lambda v: 0.5)
+    assert null.verdict == claims.EQUIVALENT
+    planted = _assess(frames, "optim.weight_decay", [0.0, 0.04, 0.1], seeds=seeds, noise=lambda v: 0.5,
+                      tau=lambda v: 0.5, plateau=lambda v: 40.0 + (1.0 if v == 0.1 else 0.0))
+    assert planted.verdict == claims.DIFFERENT and planted.shown == "different"
+
+
+def test_no_effect_claim_with_few_noisy_seeds_is_inconclusive_with_a_margin(frames):
+    a = _assess(frames, "views.rot_prob", [0.5, 1.0], seeds=(0, 1), noise=lambda v: 2.0)
+    assert a.verdict == claims.INCONCLUSIVE
+    assert a.shown.startswith("inconclusive (smallest margin supportable: ") and "cannot tell" in a.details[0]
+
+
+def test_no_effect_margin_is_overridable(frames):
+    specs = []
+    for v in (1e-6, 0.0):
+        specs += [{"recipe": "tort", "dataset": "digits", "seed": s, "sweep": "ab", "overrides": {"optim.min_lr": v},
+                   "axes": {"optim.min_lr": v}, "noise": 0.3, "tau": 0.5} for s in range(6)]
+    (ab,) = find_ablations(Store.from_frames(*frames(specs)))
+    wide = claims.assess(ab, claims.margins({"optim.min_lr": 5.0}))[0]
+    narrow = claims.assess(ab, claims.margins({"optim.min_lr": 0.01}))[0]
+    assert wide.shown == "equivalent within ±5" and narrow.verdict == claims.INCONCLUSIVE
+    with pytest.raises(AnalysisError, match="not a 'no effect' claim"):
+        claims.margins({"epochs": 1.0})
+    with pytest.raises(AnalysisError, match="positive"):
+        claims.parse_margins(["-1"])
+    assert set(claims.parse_margins(["0.5"]).values()) == {0.5}
+
+
+def test_no_effect_claim_with_one_seed_names_what_is_missing(frames):
+    a = _assess(frames, "loss.label_smoothing", [0.0, 0.1], seeds=(0,))
+    assert a.verdict == claims.INSUFFICIENT and "≥ 2 per arm" in a.data_says
 
 
 def test_epochs_claim_known_increments(frames):
@@ -49,7 +86,8 @@ def test_mask_scale_correlation(frames):
     a = _assess(frames, "views.mask_scale", values, distill=lambda v: (10.0 * sum(v), 10.0))
     assert a.verdict == claims.CONSISTENT and "Spearman ρ" in a.data_says
     none = _assess(frames, "views.mask_scale", values, distill=lambda v: (2.0, 10.0))
-    assert none.verdict in (claims.DIRECTION, claims.NOT_SUPPORTED)
+    assert none.verdict in (claims.INCONCLUSIVE, claims.DIRECTION, claims.NOT_SUPPORTED)
+    assert "p = " in none.data_says
 
 
 def test_teacher_temp_faster_convergence(frames):
@@ -61,8 +99,22 @@ def test_teacher_temp_faster_convergence(frames):
 
 def test_faster_claim_with_three_seeds_names_the_floor(frames):
     a = _assess(frames, "loss.student_temp", [0.1, 0.3], distill=lambda v: (5.0, 1.0 if v > 0.1 else 4.0))
-    assert a.verdict == claims.DIRECTION
+    assert a.verdict == claims.DIRECTION  # faster in every seed, p = 0.1: the floor of 3 vs 3
     assert "cannot reach p < 0.05" in " ".join(a.details)
+
+
+def test_direction_only_needs_more_than_a_sign(frames):
+    # two seeds a side: Mann–Whitney cannot go below p = 1/3, so a faster mean is only a sign
+    a = _assess(frames, "loss.student_temp", [0.1, 0.3], seeds=(0, 1),
+                distill=lambda v: (5.0, 1.0 if v > 0.1 else 4.0))
+    assert a.verdict == claims.INCONCLUSIVE
+
+
+def test_a_loss_that_never_decreased_is_named_as_the_reason(frames):
+    a = _assess(frames, "loss.teacher_temp", [0.02, 0.04], distill=lambda v: (-3.0, 3.0))  # rises over epochs
+    assert a.verdict == claims.INSUFFICIENT
+    assert "never fell below its first epoch's value" in a.data_says
+    assert "no distillation-loss curves" not in a.data_says
 
 
 def test_loss_subsets(frames):
@@ -78,3 +130,9 @@ def test_loss_subsets(frames):
 def test_keys_without_a_claim(frames):
     a = _assess(frames, "heads.out_dim", [128, 256], seeds=(0,))
     assert a.verdict == claims.NO_CLAIM
+
+
+def test_one_seed_per_value_is_insufficient_not_a_lean(frames):
+    a = _assess(frames, "loss.teacher_temp", [0.02, 0.04], seeds=(0,),
+                distill=lambda v: (5.0, 1.0 if v < 0.04 else 4.0))
+    assert a.verdict == claims.INSUFFICIENT and "1 seed per value" in a.data_says

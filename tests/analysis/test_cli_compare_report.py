@@ -25,6 +25,11 @@ def tort(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     (["compare", "--profile", "demo", "--baseline", "tort", "--results", "{tmp}/r"], "same recipe"),
     (["compare", "--profile", "demo", "--set", "recipe=sota", "--results", "{tmp}/r"], "--set recipe"),
     (["compare", "--profile", "demo", "--set", "loss.teacher_tmp=0.1", "--results", "{tmp}/r"], "teacher_tmp"),
+    (["compare", "--profile", "demo", "--plan", "--results", "{tmp}/r"], "--plan-sd"),
+    (["compare", "--profile", "demo", "--plan-effect", "-1", "--results", "{tmp}/r"], "--plan-effect"),
+    (["compare", "--profile", "demo", "--seeds", "0", "--results", "{tmp}/r"], "at least 1 seed"),
+    (["report", "--margin", "epochs=1", "--results", "{tmp}/r"], "not a 'no effect' claim"),
+    (["report", "--margin", "loss.label_smoothing=abc", "--results", "{tmp}/r"], "not a number"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, message):
     code, err = tort(monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args])
@@ -37,3 +42,26 @@ def test_report_on_an_empty_store_dir_says_so(tmp_path, monkeypatch, capsys):
     (tmp_path / "results").mkdir()
     code, err = tort(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"))
     assert code == 2 and "holds no trials yet" in err
+
+
+def test_plan_says_how_many_seeds_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    import cli
+
+    monkeypatch.setattr(sys, "argv", ["tort", "compare", "--profile", "demo", "--plan-effect", "1", "--plan-sd", "1",
+                                      "--seeds", "10", "--results", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "nothing was run" in out
+    assert "digits" in out and "17" in out and "1.32" in out  # Cohen: d = 1 needs 17 per arm; 10 per arm see 1.32
+    assert not (tmp_path / "r").exists()
+
+
+def test_output_folders_differ_by_seeds_and_datasets():
+    from tort_core.sweep.comparison import output_folder
+
+    a = output_folder("compare-tort-vs-sota-demo-scratch", ["digits"], [0, 1, 2])
+    b = output_folder("compare-tort-vs-sota-demo-scratch", ["digits"], [0, 1, 2, 3, 4])
+    c = output_folder("compare-tort-vs-sota-demo-scratch", ["digits", "flowers102"], [0, 1, 2])
+    assert len({a, b, c}) == 3 and a == "compare-tort-vs-sota-demo-scratch-digits-seeds0-2"
+    assert output_folder("x", ["imagefolder:flowers17"], [0, 4]) == "x-imagefolder_flowers17-seeds0_4"

@@ -99,3 +99,24 @@ def test_planned_trials_without_rows_are_pending(frames):
                             "axes": ["{}", "{}"]})
     s = Store.from_frames(ep, tr, members=members)
     assert s.sweep_pending("x") == 1 and len(s.sweep_trials("x")) == 1
+
+
+def test_final_is_the_last_epoch_and_a_non_finite_end_fails_the_run(frames):
+    ep, tr = frames([{"recipe": "tort", "seed": 0, "epochs": 5}, {"recipe": "tort", "seed": 1, "epochs": 5}])
+    bad = tr["trial_id"].iloc[1]
+    ep.loc[(ep.trial_id == bad) & (ep.epoch == 5), ["loss", "loss_distill"]] = float("inf")
+    ep.loc[(ep.trial_id == bad) & (ep.epoch == 5), "test_top1"] = float("nan")
+    s = Store.from_frames(ep, tr).trials.set_index("trial_id")
+    assert s.loc[bad, "status"] == "failed" and "loss" in s.loc[bad, "error"] and "test_top1" in s.loc[bad, "error"]
+    assert math.isnan(s.loc[bad, "final_test_top1"])  # never the last finite epoch's value
+    assert s.loc[bad, "best_test_top1"] == pytest.approx(ep.loc[ep.trial_id == bad, "test_top1"].max())
+    good = tr["trial_id"].iloc[0]
+    assert s.loc[good, "status"] == "completed" and s.loc[good, "nonfinite_at_end"] == ""
+
+
+def test_validation_selected_test_accuracy(frames):
+    ep, tr = frames([{"recipe": "tort", "seed": 0, "epochs": 4}])
+    ep["val_top1"] = [10.0, 30.0, 20.0, 30.0]  # best at epoch 2 (the first of the tied maxima)
+    row = Store.from_frames(ep, tr).trials.iloc[0]
+    assert row["valsel_epoch"] == 2 and row["valsel_test_top1"] == pytest.approx(ep["test_top1"].iloc[1])
+    assert row["valsel_knn_top1"] == pytest.approx(ep["knn_top1"].iloc[1])

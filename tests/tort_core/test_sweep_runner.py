@@ -83,7 +83,8 @@ def test_failures_are_isolated_and_trials_get_their_own_gpu(ray_address, tmp_pat
     diverged = trials[trials["optim.lr"] == 1.0e6].iloc[0]
     assert diverged["status"] == "failed" and "non-finite loss" in diverged["error"]
     raised = trials.loc[str(garbage)]
-    assert raised["status"] == "failed" and "model.init" in raised["error"] and raised["attempts"] == 2
+    # an unreadable init file is deterministic: the trial fails at once, not once per retry
+    assert raised["status"] == "failed" and "model.init" in raised["error"] and raised["attempts"] == 1
     # provenance on every row
     for col in ("sweep", "trial_id", "seed", "loss.teacher_temp", "views.mask_scale", "git.commit",
                 "version.torch", "version.ray", "hw.host", "hw.device", "wall_seconds", "samples_per_s"):
