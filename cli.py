@@ -6,7 +6,6 @@ a failed run (e.g. a non-finite loss) exits 1.
 
 from __future__ import annotations
 
-import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,15 +14,19 @@ import click
 import typer
 from rich.console import Console
 
-from tort_core.errors import ConfigError, TortError
+from tort_core.catalog import DATASET_INFO, PROFILE_INFO, RECIPE_INFO
+from tort_core.errors import STORAGE_ERRNOS, ConfigError, TortError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="tort: train ViTs on small data with Tort, sweep, compare, report.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-RECIPE = typer.Option("tort", "--recipe", "-r", help="training recipe: tort or sota")
-PROFILE = typer.Option("thesis", "--profile", "-p", help="thesis (ViT-B/16, 224/96) or demo (tiny ViT, digits)")
+# Help text names tort's own recipes, profiles and datasets from the catalog; `tort recipes` and
+# `tort datasets` list them with installed plug-ins.
+RECIPE = typer.Option("tort", "--recipe", "-r", help=f"training recipe: {', '.join(RECIPE_INFO)} (`tort recipes`)")
+PROFILE = typer.Option("thesis", "--profile", "-p",
+                       help="; ".join(f"{p.name}: {p.summary}" for p in PROFILE_INFO.values()))
 SETS = typer.Option(None, "--set", "-s", help="override any config key: --set loss.teacher_temp=0.06 (repeatable)")
 
 
@@ -46,38 +49,12 @@ def _overrides(sets: Optional[list[str]], **named) -> dict:
     return overrides
 
 
-def _check_root_used(datasets: list[str], root_given: bool, where: str) -> None:
-    """--data-root with only embedded datasets would be silently ignored: say so instead."""
-    from tort_core.catalog import DATASET_INFO
-
-    if root_given and datasets and not any(DATASET_INFO[d].needs_root if d in DATASET_INFO else True
-                                           for d in datasets):
-        raise ConfigError(f"{where}: --data-root is set but dataset {', '.join(repr(d) for d in datasets)} is embedded "
-                          f"and reads no files; add --dataset imagefolder (or flowers102, ...) to train on the root")
-
-
-def _writable_dir(path: Path, flag: str) -> Path:
-    """`path` made (if need be) and checked writable, before any work: one line if it is not."""
-    import tempfile
-
-    path = path.expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror or e}); pass a directory you can "
-                          f"write to") from None
-    return path
-
-
 @app.command()
 def train(
     recipe: str = RECIPE,
     profile: str = PROFILE,
     mode: str = typer.Option("scratch", help="scratch, or finetune (needs --init)"),
-    dataset: Optional[str] = typer.Option(None, help="digits (embedded), flowers102, fgvc_aircraft, stanford_cars, "
-                                                     "oxford_pet, imagefolder"),
+    dataset: Optional[str] = typer.Option(None, help=f"{', '.join(DATASET_INFO)} (`tort datasets`)"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="local dataset root (nothing is downloaded)"),
     model: Optional[str] = typer.Option(None, help="any timm model name"),
     epochs: Optional[int] = typer.Option(None, help="warm-up + cosine epochs (cool-down comes on top)"),
@@ -92,13 +69,7 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train one run; write metrics.parquet, summary.json and checkpoint.pt to the run directory."""
-    import yaml
-
-    from tort_core.config import build_config
-    from tort_core.data import load_dataset
-    from tort_core.progress import RichProgress
-    from tort_core.results import ParquetRecorder, SummaryWriter
-    from tort_core.trainer import fit
+    from tort_core.config import build_config, check_root_used
 
     if init is not None:
         init = init.expanduser().resolve()
@@ -107,11 +78,19 @@ def train(
              "device": device, "threads": threads}
     overrides = _overrides(sets, **named)
     cfg = build_config(recipe, profile, mode, overrides, where="tort train")
-    _check_root_used([cfg.data.dataset], "data.root" in overrides, "tort train")
+    if "data.root" in overrides:
+        check_root_used({cfg.data.dataset}, "--data-root" if data_root else "--set data.root")
+    # The config is valid: only now the modules that import torch.
+    from tort_core.data import load_dataset
+    from tort_core.progress import RichProgress
+    from tort_core.results import ParquetRecorder, SummaryWriter
+    from tort_core.trainer import fit
+
     data = load_dataset(cfg.data.dataset, cfg.data.root)  # a bad root fails here, before anything is written
     run_dir = (out_dir or Path("runs") / f"{cfg.recipe}-{cfg.profile}-{cfg.data.dataset}-s{cfg.seed}-{cfg.content_hash()}")
-    run_dir = _writable_dir(run_dir, "--out")
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    _will_be_writable(run_dir, "--out")
+    run_dir = run_dir.expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)  # fit writes config.yaml there
     meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile, "fidelity": cfg.fidelity,
             "dataset": cfg.data.dataset, "seed": cfg.seed, "model": cfg.model.name}
     callbacks = [ParquetRecorder(run_dir / "metrics.parquet", meta), SummaryWriter(run_dir / "summary.json", meta)]
@@ -178,17 +157,19 @@ def sweep(
     max_trials: int = typer.Option(10_000, "--max-trials", min=1, help="refuse a spec that expands to more trials "
                                                                        "than this (a guard against typos)"),
 ) -> None:
-    """Run a sweep spec on Ray Tune; results go to the Parquet store (--results) and W&B."""
+    """Run a sweep spec on Ray Tune; results go to the store (--results DIR/store.sqlite) and W&B."""
     from tort_core.config import parse_sets
-    from tort_core.sweep.spec import load_spec
+    from tort_core.sweep.spec import check_sets, load_spec
 
     if resume and force:
         raise ConfigError("--resume and --force contradict each other: --resume keeps finished trials, "
                           "--force recomputes them; pass one")
-    spec_obj = load_spec(spec)  # a malformed spec fails here, before torch and Ray are even imported
+    # A malformed spec or --set fails here, before pandas, torch and Ray are imported.
+    spec_obj = load_spec(spec)
+    overrides = check_sets(parse_sets(sets))
     from tort_core.sweep.runner import plan_sweep, run_sweep
 
-    plan = plan_sweep(spec_obj, profile=profile, sets=parse_sets(sets), results_dir=results, force=force,
+    plan = plan_sweep(spec_obj, profile=profile, sets=overrides, results_dir=results, force=force,
                       max_trials=max_trials)
     if dry_run:
         _print_plan(plan, max_concurrent or plan.spec.max_concurrent)
@@ -275,10 +256,34 @@ def _print_outcome(outcome) -> None:
 
 @app.command()
 def datasets() -> None:
-    """List the registered datasets."""
-    from tort_core.data import DATASETS
+    """List the datasets: tort's own and installed plug-ins, with classes and split sizes."""
+    from tort_core.registry import DATASETS
 
-    out.print("\n".join(DATASETS.names()))
+    for name in DATASETS.names():
+        try:
+            info = DATASETS.info(name)
+        except TortError as e:  # a plug-in that fails to load: listed with why, the others still are
+            out.print(f"{name}: {e}", markup=False)
+            continue
+        classes = f"{info.classes} classes" if info.classes else "classes from the folders"
+        sizes = ", ".join(f"{split} {n:,}" for split, n in info.splits.items())
+        out.print(f"{name}: {info.label}; {classes}" + (f"; {sizes}" if sizes else "") + f"; {info.source}",
+                  markup=False)
+
+
+@app.command()
+def recipes() -> None:
+    """List the recipes and losses: tort's own and installed plug-ins."""
+    from tort_core.registry import LOSSES, RECIPES
+
+    for registry in (RECIPES, LOSSES):
+        out.print(f"{registry.kind}s:", markup=False)
+        for name in registry.names():
+            try:
+                summary = registry.info(name).summary
+            except TortError as e:  # a plug-in that fails to load: listed with why, the others still are
+                summary = str(e)
+            out.print(f"  {name}: {summary}", markup=False)
 
 
 @app.command("compare")
@@ -312,14 +317,13 @@ def compare_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="live sweep progress"),
 ) -> None:
     """Method vs baseline per dataset and across datasets: runs the missing trials, then tests."""
-    from tort_core.config import parse_sets
-    from tort_core.errors import ConfigError
     from tort_core.sweep.comparison import output_folder, parse_seeds
 
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
-    overrides = parse_sets(sets)
-    if data_root is not None:
-        overrides["data.root"] = str(data_root.expanduser().resolve())
+    root = str(data_root.expanduser().resolve()) if data_root is not None else None
+    init_path = str(init.expanduser().resolve()) if init is not None else None
+    overrides = _overrides(sets, **{"data.root": root, "epochs": epochs, "model.init": init_path})
+    epochs, init = overrides.pop("epochs", None), overrides.pop("model.init", None)
     seed_spec = parse_seeds(seeds)
     for flag, value in (("--plan-effect", plan_effect), ("--plan-sd", plan_sd)):
         if value is not None and not (value > 0 and value != float("inf")):
@@ -476,7 +480,6 @@ def _click_errors() -> tuple[type[BaseException], ...]:
 
 
 _USAGE_ERRORS = _click_errors()
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # tort_core.sweep.runner.STORAGE_ERRNOS
 _EXITS = (typer.Exit, click.exceptions.Exit)
 _ABORTS = (typer.Abort, click.exceptions.Abort)
 
@@ -514,7 +517,7 @@ def main() -> None:
         err.print(f"error: {one_line(e)}", markup=False)
         sys.exit(2)
     except OSError as e:
-        if e.errno not in _STORAGE_ERRNOS:
+        if e.errno not in STORAGE_ERRNOS:
             raise
         # A full disk, a quota or a read-only file system: nothing half-written is left behind
         # (every file is written aside and renamed), so the same command resumes afterwards.

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tort_core.config import runtime_keys
+from tort_core.config import varying_keys as _varying
 
 from .errors import AnalysisError, ResultsNotFound
 
@@ -42,10 +46,10 @@ VAL_SELECT = "val_top1"  # recorded per epoch with a validation split (data.val_
 COMPLETED = "completed"
 RUNNING = "running"
 
-# Config keys that say where or how fast a trial ran, not what it computed: two trials that differ
-# only here are the same experimental arm. (`data.root` is kept through the dataset label.)
-NON_ARM_KEYS = {"seed", "device", "data.num_workers", "data.pin_memory", "data.eval_batch_size", "data.root",
-                "finite_check_every", "profile", "compile"}
+# Config keys that do not separate experimental arms: the seed, whether the run was compiled
+# (rounding only), and every runtime-only key of the config (where or how fast a trial ran, not
+# what it computed; `data.root` counts through the dataset label and `data.fingerprint`).
+NON_ARM_KEYS = {"seed", "compile"} | runtime_keys()
 
 
 def config_keys() -> list[str]:
@@ -74,6 +78,9 @@ def dataset_label(dataset: object, root: object = None) -> str:
 
 
 def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
+    if not ({"dataset", "data.dataset"} & set(df.columns)) and all(
+            canon in df.columns or not any(n in df.columns for n in names) for canon, names in SYNONYMS.items()):
+        return df  # nothing to rename or label (a store's metrics-only epoch rows): no copy
     df = _rename(df.copy())
     if "dataset" in df.columns and "data.dataset" not in df.columns:
         df["data.dataset"] = df["dataset"]
@@ -203,20 +210,22 @@ class Store:
 
 def _merge_trials(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     computed = summarise_epochs(epochs) if not epochs.empty else pd.DataFrame(columns=["trial_id"])
-    # Config and identity of trials known only from their epochs (no summary row yet).
-    if not epochs.empty:
-        ident = epochs.drop_duplicates("trial_id", keep="last")
+    # Config and identity of trials known only from their epochs (no trial row yet: stores written
+    # before the database, whose epoch rows carried the config).
+    known = set(trials["trial_id"]) if not trials.empty else set()
+    lone = epochs[~epochs["trial_id"].isin(known)] if not epochs.empty else epochs
+    if not lone.empty:
+        ident = lone.drop_duplicates("trial_id", keep="last")
         ident = ident[[c for c in ident.columns if not (c in ACCURACIES or _is_loss(c))
-                       and c not in ("epoch", "step")]]
+                       and c not in ("epoch", "step")]].copy()
+        ident["status"] = RUNNING
     else:
         ident = pd.DataFrame(columns=["trial_id"])
     if trials.empty:
         base = ident.copy()
         base["status"] = RUNNING
     else:
-        extra = ident[~ident["trial_id"].isin(trials["trial_id"])].copy()
-        extra["status"] = RUNNING
-        base = pd.concat([trials, extra], ignore_index=True) if len(extra) else trials.copy()
+        base = pd.concat([trials, ident], ignore_index=True) if len(ident) else trials.copy()
         if "status" not in base.columns:
             base["status"] = COMPLETED
         base["status"] = base["status"].fillna(RUNNING)
@@ -251,19 +260,20 @@ def _members(members: pd.DataFrame | None, trials: pd.DataFrame) -> pd.DataFrame
 
 
 def load_store(results_dir: str | Path) -> Store:
-    """Read the store through `tort_core.results` (the writer owns the file layout)."""
+    """Read the store through `tort_core.store` (the writer owns the layout; no torch)."""
     path = Path(results_dir).expanduser()
     if not path.exists():
         raise ResultsNotFound(f"results directory '{path}' does not exist; run `tort sweep` or `tort compare` "
                               f"first, or pass --results DIR")
     if not path.is_dir():
         raise ResultsNotFound(f"results path '{path}' is not a directory")
-    try:  # the store's readers without the trainer (and torch) behind tort_core.results
-        from tort_core.store import load_epochs, load_members, load_trials
-    except ImportError:
-        from tort_core.results import load_epochs, load_members, load_trials
+    from tort_core.store import EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore
 
-    epochs, trials, members = load_epochs(path), load_trials(path), load_members(path)
+    try:
+        frames = ResultStore(path).read_all()  # one snapshot of the three tables, while drivers write
+    except (OSError, ValueError, sqlite3.DatabaseError) as e:
+        raise AnalysisError(f"results directory '{path}': the store cannot be read ({e}); it may be damaged") from None
+    epochs, trials, members = frames[EPOCHS_TABLE], frames[TRIALS_TABLE], frames[MEMBERS_TABLE]
     if epochs.empty and trials.empty and members.empty:
         raise ResultsNotFound(f"results directory '{path}' holds no trials yet; run `tort sweep` or "
                               f"`tort compare` with --results {path}")
@@ -292,13 +302,7 @@ def arm_ids(trials: pd.DataFrame) -> pd.Series:
 
 def varying_keys(trials: pd.DataFrame, ignore=("data.dataset", "dataset")) -> list[str]:
     """Config keys (not seed or runtime keys) that take more than one value among these trials."""
-    out = []
-    for c in arm_columns(trials):
-        if c in ignore:
-            continue
-        if trials[c].map(value_label).nunique(dropna=False) > 1:
-            out.append(c)
-    return out
+    return _varying({c: trials[c].map(value_label) for c in arm_columns(trials) if c not in ignore})
 
 
 def parse_value(v: object) -> object:

@@ -20,7 +20,8 @@ def default_config(recipe: str, profile: str, mode: str) -> dict[str, str] | Non
     from tort_core.errors import TortError
 
     try:
-        flat = build_config(recipe, profile, mode, {"model.init": "unused.pth"} if mode == "finetune" else {}).flat()
+        flat = build_config(recipe, profile, mode, {"model.init": "unused.pth"} if mode == "finetune" else {},
+                            check_names=False).flat()  # timm names need torch; the values do not
     except TortError:
         return None
     return {k: value_label(v) for k, v in flat.items()}

@@ -1,23 +1,19 @@
 #!/usr/bin/env bash
-# The GPU rows of README's performance section, in phases that each fit a 10-minute slot on a
-# lent GPU machine (or run them all on your own GPU):
+# The GPU figures of docs/performance.md, in phases that each fit a 10-minute slot on a
+# GPU machine booked in short slots (or run them all at once):
 #
 #   bash benchmarks/gpu_figures.sh tests|step|random|e2e|pipeline|sweep|all [DATA_ROOT]
 #
 # `tests` first: tests/tort_core/test_cuda.py, what only a GPU can check (skipped elsewhere).
 # `random`: the compiled steps again with compile_random=fused (inductor draws dropout and
 # stochastic-depth masks in its kernels), against `step`'s compiled rows (eager's masks, the default).
-# `sweep` runs the issue's demo sweep (8 seeds of the demo profile at its own length, on the
-# embedded digits, one trial per GPU) through Ray Tune and says where its wall time goes; it needs
-# Ray, so carry the whole .devwheels (≈ 45 MB, from ../shared/device/prepare-wheels.sh) and no .data.
+# `sweep` runs the demo sweep (8 seeds of the demo profile at its own length, on the
+# embedded digits, one trial per GPU) through Ray Tune and says where its wall time goes.
 #
-# DATA_ROOT is an ImageFolder dataset (default .data/flowers17: copy ../shared/data/flowers17 there).
+# DATA_ROOT is an ImageFolder dataset (default .data/flowers17).
 # Each phase writes bench-<phase>.json under $OUT (default results/bench) and prints its table.
-# Where pydantic is missing (the lent machine has torch, timm, pandas, typer but no pydantic and no
-# package index), the wheels in .devwheels/ are installed into .devsite/ first; carry only the
-# pydantic ones to stay under the 64 MiB that travels with the tree:
-#   mkdir -p .devwheels-min && cp .devwheels/{pydantic,annotated_types,typing_inspection}*.whl .devwheels-min/
-#   (WHEELS=.devwheels-min; .devwheels-min and .data in `carry`)
+# On a machine without a package index that lacks pydantic (or Ray, for `sweep`), the wheels in
+# $WHEELS (default .devwheels/) are installed into .devsite/ first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phase=${1:-all}

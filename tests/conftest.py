@@ -9,18 +9,12 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-from tiny_config import TINY, TINY_SETS  # noqa: F401  (re-exported for fixtures)
-
+from tiny_config import TINY, TINY_SETS, tiny_config  # noqa: F401  (re-exported for fixtures)
 
 
 @pytest.fixture
 def tiny_cfg():
-    from tort_core.config import build_config
-
-    def make(recipe: str = "tort", **overrides):
-        return build_config(recipe, "demo", overrides={**TINY, **overrides})
-
-    return make
+    return tiny_config
 
 
 @pytest.fixture(scope="session")

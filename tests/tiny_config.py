@@ -15,6 +15,13 @@ TINY = {
 
 TINY_SETS = [f"{k}={v}" for k, v in TINY.items()]
 
+
+def tiny_config(recipe: str = "tort", **overrides):
+    """The demo profile cut to TINY, with `overrides` (the `tiny_cfg` fixture, for any scope)."""
+    from tort_core.config import build_config
+
+    return build_config(recipe, "demo", overrides={**TINY, **overrides})
+
 # A two-block backbone, for tests that pay per graph (torch.compile); two, so that stochastic depth
 # (0 in the first block, drop_path in the last) drops something.
 TWO_BLOCKS = {"model.kwargs": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}}
@@ -26,7 +33,7 @@ def train_steps(cfg, batch, steps: int):
     import torch
 
     from tort_core.losses import LossContext
-    from tort_core.recipes import TortSystem
+    from tort_core.systems import TortSystem
     from tort_core.trainer import (autocast_for, build_optimizer, build_scheduler, resolve_device, seed_all,
                                    train_step)
 

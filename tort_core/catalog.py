@@ -1,10 +1,12 @@
-"""What tort knows by name, without importing torch: datasets, recipes, losses and metrics.
+"""What tort knows by name, without importing torch: datasets, recipes, losses, profiles and metrics.
 
 Each entry carries the facts that help text, validation, cost estimates, the report and the plots
-need (a dataset's classes and split sizes, a metric's label and direction). The implementations
-live in registries that import torch (`data.DATASETS`, `recipes.RECIPES`, `losses.LOSSES`); a test
-checks that the registries and this catalog name the same things. Reading a name here costs no
-torch import, so a typo in a spec fails in well under a second.
+need (a dataset's classes and split sizes, a metric's label and direction) and names the module
+that implements it. The registries (`registry.DATASETS`, `RECIPES`, `LOSSES`) read their built-in
+names here and import that module only when the implementation is needed; a test checks that each
+module registers exactly the names listed. Plug-ins of other packages bring their own entries
+(see `registry.py`). Reading a name here costs no torch import, so a typo in a spec fails in well
+under a second.
 
     from tort_core.catalog import DATASET_INFO, RECIPE_INFO, LOSS_INFO, metric_info
     DATASET_INFO["flowers102"].classes      # 102
@@ -31,6 +33,7 @@ class DatasetInfo:
     train: str = "train"
     test: str = "test"
     layout: str = ""
+    module: str = "tort_core.data"  # where the dataset's loader is registered
     original: tuple[str, str] | None = None  # (train, eval) splits of the original Tort code, where they differ
 
     @property
@@ -80,10 +83,19 @@ THESIS_DATASETS = ("flowers102", "fgvc_aircraft", "stanford_cars", "oxford_pet")
 
 
 @dataclass(frozen=True)
-class RecipeInfo:
+class Entry:
+    """A recipe's or a loss's entry: its name, a label for tables and figures, a one-line summary,
+    and the module that registers its implementation."""
+
     name: str
     label: str
     summary: str
+    module: str
+
+
+@dataclass(frozen=True)
+class RecipeInfo(Entry):
+    module: str = "tort_core.recipes"
 
 
 RECIPE_INFO: dict[str, RecipeInfo] = {r.name: r for r in (
@@ -100,10 +112,8 @@ RECIPE_INFO: dict[str, RecipeInfo] = {r.name: r for r in (
 
 
 @dataclass(frozen=True)
-class LossInfo:
-    name: str
-    label: str
-    summary: str
+class LossInfo(Entry):
+    module: str = "tort_core.losses"
 
 
 LOSS_INFO: dict[str, LossInfo] = {x.name: x for x in (
@@ -112,6 +122,20 @@ LOSS_INFO: dict[str, LossInfo] = {x.name: x for x in (
     LossInfo("supervised", "supervised", "cross-entropy of the class head on the global-like views"),
     LossInfo("rotation", "rotation", "cross-entropy of the 4-way rotation head on the global-like views"),
     LossInfo("region", "region distillation", "EsViT's region-level distillation (best-matching regions)"),
+)}
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    """A profile: a named overlay that scales the whole run (`config.PROFILES` holds its values)."""
+
+    name: str
+    summary: str
+
+
+PROFILE_INFO: dict[str, ProfileInfo] = {p.name: p for p in (
+    ProfileInfo("thesis", "the thesis's scale: ViT-B/16, 224/96-px views, 100 epochs, Flowers-102"),
+    ProfileInfo("demo", "a tiny ViT on the embedded digits, 32/16-px views, 4 epochs: minutes on a CPU"),
 )}
 
 

@@ -14,10 +14,8 @@ Parquet columns and `--set` use. Every mistake is reported as one line naming th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from . import safe_yaml
 from .errors import ConfigError
 from .fidelity import FIDELITIES, preset
-from .registry import suggest
+from .registry import DATASETS, LOSSES, RECIPES, suggest
 
 Pair = tuple[float, float]
 
@@ -40,6 +38,11 @@ def _switch(value: Any) -> Any:
 
 
 Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch)]
+
+
+# Marks a field that changes where or how fast a run executes but not what it computes: it is left
+# out of the trial id (identity.py) and does not separate experimental arms (analysis).
+RUNTIME = {"runtime": True}
 
 
 class _Section(BaseModel):
@@ -78,19 +81,30 @@ class ModelConfig(_Section):
     @classmethod
     def _init_exists(cls, v: Path | None) -> Path | None:
         if v is not None and not Path(v).expanduser().is_file():
-            raise ValueError(f"checkpoint '{v}' does not exist; pass a local .pt/.pth/.safetensors file")
+            raise ValueError(missing_checkpoint(v))
         return v
+
+
+def missing_checkpoint(path: Any) -> str:
+    """The message for a `model.init` checkpoint that is not there (wherever that is found)."""
+    return f"checkpoint '{path}' does not exist; pass a local .pt/.pth/.safetensors file"
 
 
 class DataConfig(_Section):
     dataset: str = Field("digits", description="registered dataset name, see `tort datasets`")
-    root: Path | None = Field(None, description="local root for file-based datasets (TORT_DATA_ROOT)")
-    num_workers: int = Field(0, ge=0)
-    eval_batch_size: int = Field(256, ge=1)
-    pin_memory: bool = True
+    root: Path | None = Field(None, description="local root for file-based datasets (TORT_DATA_ROOT)",
+                              json_schema_extra=RUNTIME)
+    fingerprint: str | None = Field(
+        None, description="derived, not set: the count and a hash of the relative paths and sizes of the dataset's "
+        "files under data.root, filled in when the config is built; part of the trial id")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for training and evaluation images",
+                             json_schema_extra=RUNTIME)
+    eval_batch_size: int = Field(256, ge=1, description="images per batch at evaluation", json_schema_extra=RUNTIME)
+    pin_memory: bool = Field(True, description="page-locked loader batches (used on CUDA only)",
+                             json_schema_extra=RUNTIME)
     decoded_cache_mb: int = Field(
         4096, ge=0, description="keep up to this many MB of decoded training images in memory, so that epochs after "
-        "the first skip the JPEG decode (0: decode at every epoch)"
+        "the first skip the JPEG decode (0: decode at every epoch)", json_schema_extra=RUNTIME
     )
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (smoke tests)")
     test_limit: int | None = Field(None, ge=1, description="use only the first N held-out images (smoke tests)")
@@ -106,15 +120,23 @@ class DataConfig(_Section):
         "(k-NN bank: the remaining training images), for choosing epochs without the test split; 0: off"
     )
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:  # tort's catalog and installed plug-ins: nothing imported
+            raise ValueError(DATASETS.unknown(v))
+        return v
+
 
 class ViewsConfig(_Section):
     """Multi-crop views of one image: 2 global, 1 masked global, `n_local` local views."""
 
-    global_size: int = Field(224, ge=8)
-    local_size: int = Field(96, ge=4)
-    n_local: int = Field(6, ge=0)
-    global_scale: Pair = (0.4, 1.0)
-    local_scale: Pair = (0.05, 0.4)
+    global_size: int = Field(224, ge=8,
+        description="side of the global and masked views, and of evaluation images (px)")
+    local_size: int = Field(96, ge=4, description="side of the local views (px)")
+    n_local: int = Field(6, ge=0, description="local views per image (the thesis's N_a)")
+    global_scale: Pair = Field((0.4, 1.0), description="area fraction of the image a global view's random crop covers")
+    local_scale: Pair = Field((0.05, 0.4), description="area fraction of the image a local view's random crop covers")
     mask_scale: Pair = Field((0.4, 0.6), description="area fraction of the erased rectangle")
     mask_ratio: Pair = Field((0.75, 1.0), description="aspect ratio of the erased rectangle")
     rot_prob: float = Field(0.5, ge=0, le=1, description="probability that a global-like view is rotated")
@@ -126,17 +148,19 @@ class ViewsConfig(_Section):
     teacher_rotated: bool = Field(
         True, description="the teacher sees the same (rotated) global-like views as the student, as in the thesis"
     )
-    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
-    jitter_prob: float = Field(0.8, ge=0, le=1)
-    grayscale_prob: float = Field(0.2, ge=0, le=1)
-    blur_sigma: Pair = (0.1, 2.0)
-    blur_prob_global1: float = Field(1.0, ge=0, le=1)
-    blur_prob_global2: float = Field(0.1, ge=0, le=1)
-    blur_prob_local: float = Field(0.5, ge=0, le=1)
-    solarize_prob: float = Field(0.2, ge=0, le=1)
+    color_jitter: tuple[float, float, float, float] = Field(
+        (0.4, 0.4, 0.2, 0.1), description="colour jitter strengths: brightness, contrast, saturation, hue")
+    jitter_prob: float = Field(0.8, ge=0, le=1, description="probability that a view is colour-jittered")
+    grayscale_prob: float = Field(0.2, ge=0, le=1, description="probability that a view is made grey")
+    blur_sigma: Pair = Field((0.1, 2.0), description="range of the Gaussian blur's radius (px)")
+    blur_prob_global1: float = Field(1.0, ge=0, le=1, description="blur probability of the first global view")
+    blur_prob_global2: float = Field(0.1, ge=0, le=1, description="blur probability of the second global view")
+    blur_prob_local: float = Field(0.5, ge=0, le=1, description="blur probability of each local view")
+    solarize_prob: float = Field(0.2, ge=0, le=1, description="solarisation probability of the second global view")
     eval_crop_pct: float = Field(0.875, gt=0, le=1, description="centre-crop fraction at evaluation")
+    # Runtime-only: both paths make the same random draws and differ only in rounding (device_views).
     augment_on: Literal["auto", "cpu", "device"] = Field(
-        "auto", description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
+        "auto", json_schema_extra=RUNTIME, description="where training augmentation runs: cpu (all in the loader workers, as the thesis), device "
         "(tort: workers decode and draw, crops, jitter, blur, solarise and erase run batched on the training device "
         "with the same random draws; sota: workers decode and make timm's draws, crop, flip, RandAugment and "
         "normalisation run on the device), auto (device on CUDA; for sota only with compile=true, else its "
@@ -167,10 +191,11 @@ class ViewsConfig(_Section):
 class HeadConfig(_Section):
     """DINO-style contrastive head: MLP (hidden, GELU) → bottleneck → L2 norm → weight-normed layer."""
 
-    out_dim: int = Field(1024, ge=1)
-    hidden_dim: int = Field(2048, ge=1)
-    bottleneck_dim: int = Field(256, ge=1)
-    nlayers: int = Field(3, ge=1)
+    out_dim: int = Field(1024, ge=1, description="output width of the contrastive head (the distillation's K)")
+    hidden_dim: int = Field(2048, ge=1, description="width of the head's hidden MLP layers")
+    bottleneck_dim: int = Field(256, ge=1,
+        description="width of the L2-normalised bottleneck (k-NN features with eval.knn_features=head)")
+    nlayers: int = Field(3, ge=1, description="layers of the head's MLP, bottleneck included")
     norm_last_layer: bool = Field(True, description="freeze the weight norm of the last layer at 1")
 
 
@@ -184,12 +209,15 @@ class LossConfig(_Section):
         default_factory=lambda: {"distill": 1.0, "supervised": 2.5, "rotation": 1.0},
         description="weight of each enabled loss in the total; a loss without an entry weighs 1.0 (region)",
     )
-    student_temp: float = Field(0.1, gt=0)
-    teacher_temp: float = Field(0.04, gt=0)
+    student_temp: float = Field(0.1, gt=0, description="temperature of the student's softmax (distill, region)")
+    teacher_temp: float = Field(0.04, gt=0,
+        description="temperature of the teacher's softmax after its warm-up (distill, region)")
     warmup_teacher_temp: float = Field(0.04, gt=0, description="teacher temperature at epoch 0")
     warmup_teacher_temp_epochs: int = Field(0, ge=0, description="linear warm-up of the teacher temperature")
-    center_momentum: float = Field(0.9, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    center_momentum: float = Field(0.9, ge=0, lt=1,
+        description="momentum of the centre's EMA of the teacher's batch means")
+    label_smoothing: float = Field(0.0, ge=0, lt=1,
+        description="label smoothing of the supervised loss (and of Mixup's targets)")
     keep_distill: bool = Field(
         False, description="true: distillation stays on at weight 1.0 when loss.enabled leaves it out, as in the "
         "original's objective ablation (its configs set rep_w: 0, a key its code never read; it read con_w, "
@@ -203,8 +231,6 @@ class LossConfig(_Section):
             raise ValueError("at least one loss must be enabled")
         if len(set(v)) != len(v):
             raise ValueError(f"losses listed twice: {v}")
-        from .losses import LOSSES
-
         for name in v:
             if name not in LOSSES:
                 raise ValueError(
@@ -215,8 +241,6 @@ class LossConfig(_Section):
     @field_validator("weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
-        from .losses import LOSSES
-
         for name, w in v.items():
             if name not in LOSSES:
                 raise ValueError(f"weight for unknown loss '{name}'{suggest(name, LOSSES.names())}")
@@ -227,10 +251,11 @@ class LossConfig(_Section):
 
 class OptimConfig(_Section):
     name: str = Field("lookahead_adamw", description="timm optimizer name (lookahead_ prefix wraps it)")
-    lr: float = Field(5e-4, gt=0)
-    min_lr: float = Field(1e-6, ge=0)
-    warmup_lr: float = Field(1e-8, ge=0)
-    warmup_epochs: int = Field(10, ge=0)
+    lr: float = Field(5e-4, gt=0, description="base learning rate, reached at the end of the warm-up")
+    min_lr: float = Field(1e-6, ge=0,
+        description="learning rate at the end of the cosine decay and through the cool-down")
+    warmup_lr: float = Field(1e-8, ge=0, description="learning rate at the first step of the warm-up")
+    warmup_epochs: int = Field(10, ge=0, description="epochs of linear warm-up from warmup_lr to lr")
     cooldown_epochs: int = Field(3, ge=0, description="epochs at min_lr after the cosine decay")
     warmup_prefix: bool = Field(True, description="cosine starts after warm-up, so lr == base lr at its end")
     schedule_unit: Literal["step", "epoch"] = Field(
@@ -242,12 +267,14 @@ class OptimConfig(_Section):
         "are biases and norm weights (timm's no_weight_decay(); big_vision decays kernels only); true: only biases "
         "and norm weights are exempt (the original Tort code: its wrapper hid timm's list)"
     )
-    weight_decay: float = Field(0.04, ge=0)
+    weight_decay: float = Field(0.04, ge=0,
+        description="weight decay (not on norms and biases, nor, unless optim.decay_tokens, on the position "
+        "embedding and class token)")
     clip_grad: float | None = Field(3.0, gt=0, description="global gradient-norm clip; null disables")
-    betas: Pair = (0.9, 0.999)
+    betas: Pair = Field((0.9, 0.999), description="Adam's β1, β2 (adam and adamw optimizers)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (fine-tuning)")
     fused: Switch = Field(
-        "auto", description="torch's fused optimiser step (Adam, AdamW, SGD): one pass over the weights instead of "
+        "auto", json_schema_extra=RUNTIME, description="torch's fused optimiser step (Adam, AdamW, SGD): one pass over the weights instead of "
                             "the foreach kernels' several; auto: on CUDA. Same arithmetic up to rounding"
     )
 
@@ -267,16 +294,16 @@ class TeacherConfig(_Section):
 
 
 class AugConfig(_Section):
-    """Augmentation of the single-view supervised pipeline (the sota recipe)."""
+    """Augmentation of the single-view supervised pipeline (the supervised recipes: sota, augreg, deit)."""
 
     # Not timm's "-inc1" variant (timm's train.py default), as earlier versions of tort could not run
     # it: it asks for a 0-bit posterize at high magnitudes, which Pillow ≥ 12 rejects; it now runs
     # (views.posterize_any_bits) but changing the default would change every sota trial id.
     randaugment: str | None = Field("rand-m9-mstd0.5", description="timm RandAugment string; null disables")
-    mixup: float = Field(0.2, ge=0)
-    cutmix: float = Field(0.0, ge=0)
-    scale: Pair = (0.08, 1.0)
-    hflip: float = Field(0.5, ge=0, le=1)
+    mixup: float = Field(0.2, ge=0, description="Mixup's α (0: off)")
+    cutmix: float = Field(0.0, ge=0, description="CutMix's α (0: off)")
+    scale: Pair = Field((0.08, 1.0), description="area fraction of the image the random crop covers")
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
     interpolation: Literal["bicubic", "bilinear", "random"] = Field(
         "bicubic", description="resampling of the training crop (random: bilinear or bicubic per image, timm's "
         "train.py default)"
@@ -292,7 +319,7 @@ class AugConfig(_Section):
 
 
 class EvalConfig(_Section):
-    knn_k: int = Field(20, ge=1)
+    knn_k: int = Field(20, ge=1, description="neighbours that vote in the k-NN evaluation")
     knn_temperature: float = Field(0.07, gt=0, description="softmax temperature of weighted k-NN votes (DINO)")
     knn_features: Literal["head", "backbone", "logits"] = Field(
         "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding; "
@@ -309,15 +336,16 @@ class EvalConfig(_Section):
     )
     every: int = Field(1, ge=1, description="evaluate every N epochs (and always at the last)")
     cache: Switch = Field(
-        "auto", description="keep both splits' eval-transformed images (uint8, on the GPU when training there) after "
+        "auto", json_schema_extra=RUNTIME, description="keep both splits' eval-transformed images (uint8, on the GPU when training there) after "
         "the first evaluation instead of decoding and resizing them at every one; auto: when they fit in cache_max_mb"
     )
-    cache_max_mb: int = Field(4096, ge=0, description="eval.cache=auto caches when the images take at most this")
+    cache_max_mb: int = Field(4096, ge=0, json_schema_extra=RUNTIME, description="eval.cache=auto caches when the images take at most this")
 
 
 class RunConfig(_Section):
-    recipe: str = "tort"
-    profile: str = "thesis"
+    recipe: str = Field("tort", description="the training method, see `tort recipes`")
+    profile: str = Field("thesis", description="the named overlay the run was resolved with, see catalog.PROFILE_INFO",
+                         json_schema_extra=RUNTIME)
     fidelity: Literal["written", "as_run", "modern"] = Field(
         "written", description="which reading of the thesis the recipe's defaults follow (docs/fidelity.md). "
         "written: the thesis's text, completed where it is silent; as_run: every choice of the original code that "
@@ -325,13 +353,15 @@ class RunConfig(_Section):
         "Single keys set after it (--set, a spec) still win. Recipes without a thesis reading (augreg, deit) resolve "
         "the same values under all three"
     )
-    mode: Literal["scratch", "finetune"] = "scratch"
+    mode: Literal["scratch", "finetune"] = Field("scratch",
+        description="train from random weights, or fine-tune from model.init")
     seed: int = Field(0, ge=0, lt=2**63, strict=True, description="seeds every random draw of the run")
     epochs: int = Field(100, ge=1, description="warm-up + cosine epochs; cool-down epochs come on top")
-    batch_size: int = Field(32, ge=2)
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
-    threads: int | None = Field(None, ge=1, description="torch threads for the run; null: the cores this process "
-                                "may use less one per loader worker, at least 1")
+    batch_size: int = Field(32, ge=2, description="images per optimiser step (each with all its views)")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N", json_schema_extra=RUNTIME)
+    threads: int | None = Field(None, ge=1, json_schema_extra=RUNTIME,
+                                description="torch threads for the run; null: the cores this process may use less one "
+                                "per loader worker, at least 1")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = Field(False, description="torch.compile the backbones' forward and the device half of the views")
     compile_random: Literal["eager", "fused"] = Field(
@@ -339,13 +369,14 @@ class RunConfig(_Section):
         "generator, the masks an eager run draws, so compiling changes only rounding; inductor's fallback_random) or "
         "fused (drawn inside inductor's fused kernels: fewer passes over memory, other masks, its own trial id)"
     )
-    finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks")
+    finite_check_every: int = Field(20, ge=1, description="steps between non-finite loss checks",
+                                    json_schema_extra=RUNTIME)
     checkpoint_every: int = Field(
-        1, ge=1, description="epochs between checkpoints (and always the last): the resume points. A tort ViT-B "
+        1, ge=1, json_schema_extra=RUNTIME, description="epochs between checkpoints (and always the last): the resume points. A tort ViT-B "
         "checkpoint is ~1.9 GB, seconds to write, which can rival a short epoch on a GPU"
     )
     checkpoint_write: Literal["auto", "sync", "background"] = Field(
-        "auto", description="sync: torch.save in the loop; background: a writer process writes a snapshot while "
+        "auto", json_schema_extra=RUNTIME, description="sync: torch.save in the loop; background: a writer thread writes a snapshot while "
         "training goes on (the loop pays one memory copy); auto: background on CUDA, sync on a CPU"
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -383,26 +414,48 @@ class RunConfig(_Section):
         return out
 
     def content_hash(self) -> str:
-        """A stable id of what the run computes: excludes where and how fast it runs."""
-        data = self.model_dump(mode="json")
-        for section, key in RUNTIME_ONLY_KEYS:
-            (data[section] if section else data).pop(key, None)
+        """A stable id of what the run computes: excludes where and how fast it runs (see identity.py)."""
+        from .identity import hash_blob, identity_blob
+
+        cls = type(self)
+        data = identity_blob(self.model_dump(mode="json"), _default_dump(cls), runtime_keys(cls), set(known_keys(cls)))
         if not (self.compile and self.compile_random == "fused"):
             data.pop("compile_random")  # eager's masks: nothing else is computed (and older ids still hold)
         if self.data.dataset == "imagefolder" and self.data.root is not None:
-            # The tree *is* the dataset here; its folder name identifies it on any machine, where
-            # the full path of a torchvision root would not.
+            # As ids of version 1 did; the tree's contents count through data.fingerprint.
             data["data"]["folder"] = Path(self.data.root).name
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return hash_blob(data)
 
 
-# Keys that change where or how fast a run executes but not what it computes. views.augment_on is
-# one: both paths make the same random draws and differ only in rounding (device_views).
-RUNTIME_ONLY_KEYS = [("", "device"), ("", "threads"), ("views", "augment_on"), ("data", "num_workers"), ("data", "pin_memory"),
-                     ("data", "eval_batch_size"), ("data", "root"), ("", "finite_check_every"), ("", "profile"),
-                     ("", "checkpoint_every"), ("", "checkpoint_write"), ("eval", "cache"),
-                     ("eval", "cache_max_mb"), ("data", "decoded_cache_mb"), ("optim", "fused")]
+def runtime_keys(model: type[BaseModel] | None = None, prefix: str = "") -> set[str]:
+    """Dotted keys of the fields marked runtime-only (`json_schema_extra=RUNTIME`)."""
+    out: set[str] = set()
+    for name, f in (model or RunConfig).model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out |= runtime_keys(ann, f"{prefix}{name}.")
+        elif isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("runtime"):
+            out.add(f"{prefix}{name}")
+    return out
+
+
+_DEFAULT_DUMPS: dict[type, dict[str, Any]] = {}
+
+
+def _default_dump(cls: type[BaseModel]) -> dict[str, Any]:
+    if cls not in _DEFAULT_DUMPS:
+        _DEFAULT_DUMPS[cls] = cls().model_dump(mode="json")
+    return _DEFAULT_DUMPS[cls]
+
+
+def varying_keys(columns: dict[str, Any]) -> list[str]:
+    """The keys (of a key → values mapping) whose values are not all equal, in the mapping's order.
+    Values are compared as given: pass canonical forms where 6 and 6.0 must be equal."""
+    return [k for k, values in columns.items() if len(set(values)) > 1]
+
+
+# Kept for callers of the (section, key) form; derived from the fields' marks.
+RUNTIME_ONLY_KEYS = sorted(tuple(k.split(".", 1)) if "." in k else ("", k) for k in runtime_keys())
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -421,18 +474,18 @@ _DICT_FIELDS = {"kwargs", "weights"}
 
 
 # ---------------------------------------------------------------------------------------------
-# Profiles: named overlays that scale the whole run (model, crop sizes, data, epochs). A profile
-# sees what the recipe and the fidelity preset resolved so far, so that it scales their choices
-# (a milder RandAugment, a shorter cool-down) instead of replacing them.
+# Profiles: named overlays that scale the whole run (model, crop sizes, data, epochs), the same for
+# every recipe. A recipe adjusts a profile in `Recipe.profile_overrides`, which sees what its
+# defaults and the fidelity preset resolved below the profile (`Resolved`), so that it scales those
+# choices (a milder RandAugment, a shorter cool-down) instead of replacing them.
 
 @dataclass(frozen=True)
-class Resolving:
-    """The layers below a profile: `get(key)` is the value so far (else the field default);
-    `uses_aug`: the recipe trains on the single-view `aug` pipeline (the supervised recipes)."""
+class Resolved:
+    """The values below a profile: what the recipe's defaults (for the run's mode) and the fidelity
+    preset set, by dotted key. `get(key)` is the value so far, else the field default. A recipe reads
+    it in `Recipe.profile_overrides` to scale its own choices under a profile."""
 
-    recipe: str
     layers: dict[str, Any]
-    uses_aug: bool = False
 
     def get(self, key: str) -> Any:
         return self.layers[key] if key in self.layers else field_default(key)
@@ -447,7 +500,7 @@ def field_default(key: str) -> Any:
     return model.model_fields[parts[-1]].get_default(call_default_factory=True)
 
 
-def _thesis_profile(r: Resolving) -> dict[str, Any]:
+def _thesis_profile() -> dict[str, Any]:
     return {
         "model.name": "vit_base_patch16_224",
         "views.global_size": 224,
@@ -458,17 +511,12 @@ def _thesis_profile(r: Resolving) -> dict[str, Any]:
     }
 
 
-def _milder(policy: str, magnitude: int) -> str:
-    """A timm RandAugment string with its magnitude capped at `magnitude` ('rand-m9-mstd0.5' → 'rand-m5-mstd0.5')."""
-    return re.sub(r"(?<=-)m(\d+)(?=-|$)", lambda m: f"m{min(int(m.group(1)), magnitude)}", policy)
-
-
-def _demo_profile(r: Resolving) -> dict[str, Any]:
+def _demo_profile() -> dict[str, Any]:
     # A tiny ViT on the embedded digits (32 px): crops keep roughly the thesis's 224:96 proportion
     # (32:16, 8-px patches → 16 and 4 tokens), blur radii shrink with the image; a couple of minutes
     # on 2 CPU cores. Every recipe and preset runs 4 epochs of batch 32 at lr 1e-3 with 1 warm-up
-    # epoch and at most 1 cool-down epoch; RandAugment (where a recipe uses it) is capped at
-    # magnitude 5, which 32-px digits survive.
+    # epoch and 1 cool-down epoch (the supervised recipes: at most their own, and RandAugment capped
+    # at magnitude 5, which 32-px digits survive; SupervisedRecipe.profile_overrides).
     overlay: dict[str, Any] = {
         "model.name": "vit_tiny_patch16_224",
         "model.kwargs": {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4},
@@ -485,17 +533,18 @@ def _demo_profile(r: Resolving) -> dict[str, Any]:
         "epochs": 4,
         "batch_size": 32,
         "optim.warmup_epochs": 1,
-        "optim.cooldown_epochs": min(1, r.get("optim.cooldown_epochs")),
+        "optim.cooldown_epochs": 1,
         "optim.lr": 1e-3,
         "teacher.momentum": 0.996,
     }
-    policy = r.get("aug.randaugment")
-    if r.uses_aug and policy:
-        overlay["aug.randaugment"] = _milder(policy, 5)
     return overlay
 
 
-PROFILES: dict[str, Callable[[Resolving], dict[str, Any]]] = {"thesis": _thesis_profile, "demo": _demo_profile}
+# name → overlay (a function: a profile may read the machine, as thesis does its CPU count); each
+# profile's description is its `catalog.PROFILE_INFO` entry. A recipe adjusts a profile with
+# `Recipe.profile_overrides` (sota, augreg and deit: no longer cool-down than their own, a milder
+# RandAugment under demo).
+PROFILES: dict[str, Callable[[], dict[str, Any]]] = {"thesis": _thesis_profile, "demo": _demo_profile}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,17 +609,21 @@ def build_config(
     mode: str = "scratch",
     overrides: dict[str, Any] | None = None,
     where: str = "--set",
+    check_names: bool = True,
 ) -> RunConfig:
-    """Resolve defaults → recipe → fidelity preset → profile → overrides into a validated RunConfig.
+    """Resolve defaults → recipe → fidelity preset → profile (and the recipe's adjustments of it) →
+    overrides into a validated RunConfig. The fidelity preset is the one `overrides["fidelity"]`
+    names (default: written).
 
-    The fidelity preset is the one `overrides["fidelity"]` names (default: written)."""
-    from .recipes import RECIPES
-
+    The checks run cheapest first, and none before the last imports torch: the profile, recipe,
+    key, value, dataset and loss names (read from the catalog and the plug-ins' metadata), the
+    cross-key and recipe checks; then, with `check_names`, the names only timm knows (model and
+    optimizer), which import it. `check_names=False` leaves those to a later `validate_names`."""
     if profile not in PROFILES:
         raise ConfigError(
             f"unknown profile '{profile}'{suggest(profile, list(PROFILES))}; choose one of: {', '.join(PROFILES)}"
         )
-    rec = RECIPES.get(recipe)()
+    RECIPES.check(recipe)
     overrides = dict(overrides or {})
     for key in overrides:
         check_key(key, where)
@@ -578,10 +631,13 @@ def build_config(
     if fidelity not in FIDELITIES:
         raise ConfigError(f"{where}: fidelity: unknown preset {fidelity!r}{suggest(str(fidelity), list(FIDELITIES))}; "
                           f"choose one of: {', '.join(FIDELITIES)} (docs/fidelity.md)")
+    rec = RECIPES.get(recipe)()  # tort's recipes import no torch (a plug-in's module may)
     layers: dict[str, Any] = {"recipe": recipe, "profile": profile, "mode": mode, "fidelity": fidelity}
     layers.update(rec.defaults(mode))
     layers.update(preset(recipe, mode, fidelity))
-    layers.update(PROFILES[profile](Resolving(recipe, dict(layers), getattr(rec, "uses_aug", False))))
+    below = Resolved(dict(layers))
+    layers.update(PROFILES[profile]())
+    layers.update(rec.profile_overrides(profile, below))
     layers.update(overrides)
     if "data.root" not in layers and os.environ.get("TORT_DATA_ROOT"):
         layers["data.root"] = os.environ["TORT_DATA_ROOT"]
@@ -590,27 +646,41 @@ def build_config(
     nested: dict[str, Any] = RunConfig().model_dump()
     for key, value in layers.items():
         _set_path(nested, key, value)
+    from .identity import data_fingerprint
+
+    nested["data"]["fingerprint"] = data_fingerprint(str(nested["data"].get("dataset")), nested["data"].get("root"))
     try:
         cfg = RunConfig.model_validate(nested)
     except ValidationError as err:
         raise ConfigError(validation_message(err, where)) from None
     rec.validate(cfg)
+    # Asks the recipe to build its device half (torch): only for a config that wants it, after the cheap checks.
     if cfg.views.augment_on == "device" and rec.device_augmentation(cfg) is None:
         raise ConfigError(f"{where}: views.augment_on: recipe '{recipe}' has no device augmentation; "
                           f"use views.augment_on=cpu or auto")
-    validate_names(cfg, where)
+    if check_names:
+        validate_names(cfg, where)
     return cfg
 
 
+def check_root_used(datasets: set[str], where: str) -> None:
+    """A data root given for datasets that read no files would be silently ignored: say so."""
+    from .registry import DATASETS
+
+    if datasets and not any(getattr(DATASETS.info(d), "needs_root", True) for d in datasets):
+        names = ", ".join(repr(d) for d in sorted(datasets))
+        raise ConfigError(f"{where}: a data root is set but {names} {'is' if len(datasets) == 1 else 'are'} embedded "
+                          f"and read no files; name a file-based dataset (imagefolder, flowers102, ...) to use it")
+
+
 def validate_names(cfg: RunConfig, where: str = "config") -> None:
-    """Names that live in registries outside this module: dataset, timm model and timm optimizer;
-    and that timm builds the model with these kwargs (on the meta device: no memory, no weights)."""
-    from .data import DATASETS
+    """The names only timm knows, the model and the optimizer, and that timm builds the model with
+    these kwargs (on the meta device: no memory, no weights). Imports timm (and torch), so it runs
+    after every other check (`build_config`)."""
     from .models import check_builds, check_model_name
     from .optim import check_optimizer
 
-    for key, check in (("data.dataset", lambda: DATASETS.get(cfg.data.dataset)),
-                       ("model.name", lambda: check_model_name(cfg.model.name)),
+    for key, check in (("model.name", lambda: check_model_name(cfg.model.name)),
                        ("model.kwargs", lambda: check_builds(cfg.model, cfg.views.global_size)),
                        ("optim", lambda: check_optimizer(cfg.optim.name, cfg.optim.fused))):
         try:

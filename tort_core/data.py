@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Subset
 
 from .catalog import DATASET_INFO
 from .errors import ConfigError, DataError
-from .registry import Registry
+from .registry import DATASETS
 
 
 @dataclass
@@ -31,9 +31,6 @@ class DatasetPair:
     num_classes: int
     name: str
     val: Dataset | None = None  # carved out of the training split (data.val_fraction), else None
-
-
-DATASETS: Registry[Callable[[Path | None, Any], DatasetPair]] = Registry("dataset")
 
 
 class Transformed(Dataset):
@@ -217,7 +214,7 @@ def _digits(root: Path | None, options: Any = None) -> DatasetPair:
     # The split is part of the dataset, not of the run: fixed seed, stratified.
     idx_train, idx_test = stratified_split(np.asarray(labels), test_size=0.25, seed=0)
     pick = lambda idx: InMemoryImages([images[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
-    return DatasetPair(pick(idx_train), pick(idx_test), 10, "digits")
+    return DatasetPair(pick(idx_train), pick(idx_test), DATASET_INFO["digits"].classes, "digits")
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -295,41 +292,41 @@ def _require_root(root: Path | None, name: str, layout: str) -> Path:
     return root
 
 
-def _torchvision(name: str, cls_name: str, num_classes: int, layout: str, extra: dict[str, Any] | None = None):
+def _torchvision(name: str, cls_name: str, extra: dict[str, Any] | None = None):
+    """Register torchvision's `cls_name` as `name`; its splits, classes and layout are the catalog's."""
+    info = DATASET_INFO[name]
+
     def factory(root: Path | None, options: Any = None) -> DatasetPair:
         """options: data.splits; the split names are the catalog's (standard: train/test,
         original: the original code's)."""
         import torchvision.datasets as tvd
 
-        info = DATASET_INFO[name]
         splits = info.original_splits if options == "original" else (info.train, info.test)
-        root = _require_root(root, name, layout)
+        root = _require_root(root, name, info.layout)
         cls = getattr(tvd, cls_name)
         try:
             train = cls(str(root), split=splits[0], download=False, **(extra or {}))
             test = cls(str(root), split=splits[1], download=False, **(extra or {}))
         except (RuntimeError, FileNotFoundError, OSError, KeyError, IndexError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(f"dataset '{name}' not found under '{root}' ({reason}); expected {layout}; "
+            raise DataError(f"dataset '{name}' not found under '{root}' ({reason}); expected {info.layout}; "
                             f"nothing is downloaded") from None
-        return DatasetPair(train, test, num_classes, name)
+        return DatasetPair(train, test, info.classes, name)
 
     DATASETS.register(name)(factory)
     return factory
 
 
-_torchvision("flowers102", "Flowers102", 102, "ROOT/flowers-102/{jpg/, imagelabels.mat, setid.mat}")
-_torchvision("fgvc_aircraft", "FGVCAircraft", 100, "ROOT/fgvc-aircraft-2013b/data/{images/, images_variant_*.txt}")
-_torchvision("stanford_cars", "StanfordCars", 196,
-             "ROOT/stanford_cars/{cars_train/, cars_test/, devkit/, cars_test_annos_withlabels.mat}")
-_torchvision("oxford_pet", "OxfordIIITPet", 37, "ROOT/oxford-iiit-pet/{images/, annotations/}",
-             extra={"target_types": "category"})
+_torchvision("flowers102", "Flowers102")
+_torchvision("fgvc_aircraft", "FGVCAircraft")
+_torchvision("stanford_cars", "StanfordCars")
+_torchvision("oxford_pet", "OxfordIIITPet", extra={"target_types": "category"})
 
 
 # ---------------------------------------------------------------------------------------------
 # Any ImageFolder tree with train/ and test/ (or val/).
 
-IMAGEFOLDER_LAYOUT = "ROOT/train/<class>/<image> and ROOT/test/<class>/<image> (or ROOT/val/)"
+IMAGEFOLDER_LAYOUT = DATASET_INFO["imagefolder"].layout
 
 
 def load_image(path: str) -> Image.Image:

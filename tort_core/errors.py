@@ -7,6 +7,12 @@ into exit code 2 without a traceback; anything else is a bug and keeps its trace
 
 from __future__ import annotations
 
+import errno
+
+# OSErrors a user fixes on the file system (a full disk, a quota, a read-only mount): the command
+# line reports them as one line, and a run stopped by one resumes with the same command.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
 
 class TortError(Exception):
     """A problem with the user's input, reported as one line."""

@@ -1,24 +1,37 @@
-"""Loss registry: distillation (DINO-style), supervised CE, rotation CE, region distillation (EsViT).
+"""Losses: distillation (DINO-style), supervised CE, rotation CE, region distillation (EsViT).
 
-A loss is an `nn.Module` registered by name. It declares the model outputs it `needs`; the
-recipe computes only those, so a disabled loss costs nothing and its head gets no gradient.
-Adding a loss = registering a class here (or anywhere imported); the trainer never changes.
+A loss is an `nn.Module` with explicit constructor arguments (each described under `Args:`),
+registered by name in `registry.LOSSES`. Its classmethod `from_config` is the one place where the
+run configuration becomes those arguments; `build_losses` calls it for every enabled loss.
+
+A loss declares the model outputs it `needs` (the names below); the recipe computes only those, so
+a disabled loss costs nothing and its head gets no gradient. Adding a loss means registering a
+class (here, in its own module listed in `catalog.py`, or in another package through an entry
+point); neither the trainer nor the recipe changes, as long as the loss is built from the outputs
+listed here. A loss may hold parameters of its own (a predictor head on the embeddings, say): they
+are trained with the student. A new output that needs the backbone's internals or a head that
+the teacher must follow is added where the outputs are computed: `systems.TortSystem.outputs`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LossConfig
-from .registry import Registry
+from .registry import LOSSES
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 # Output names a loss can ask for.
 STUDENT_PROJ = "student_proj"  # contrastive-head logits of the student, all views   [V·B, K]
 TEACHER_PROJ = "teacher_proj"  # contrastive-head logits of the teacher, global-like [G·B, K]
+STUDENT_EMBED = "student_embed"  # pooled backbone embeddings of the student, all views [V·B, D]
+TEACHER_EMBED = "teacher_embed"  # pooled backbone embeddings of the teacher, global-like [G·B, D]
 CLASS_LOGITS = "class_logits"  # supervised head on the global-like views           [G·B, C]
 ROT_LOGITS = "rot_logits"  # rotation head on the global-like views               [G·B, 4]
 # Region level: one row per spatial token, view-major (view, sample, token); views differ in their
@@ -52,6 +65,12 @@ class LossContext:
 class Loss(nn.Module):
     needs: frozenset[str] = frozenset()
 
+    @classmethod
+    def from_config(cls, cfg: RunConfig, num_classes: int) -> Loss:
+        """This loss for a run of `cfg` (`num_classes`: the dataset's). A loss without arguments
+        needs no override."""
+        return cls()
+
     def forward(self, out: StepOutputs, ctx: LossContext) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
@@ -60,22 +79,22 @@ class Loss(nn.Module):
         return {}
 
 
-LOSSES: Registry[type[Loss]] = Registry("loss")
+def build_losses(cfg: RunConfig, num_classes: int, enabled: list[str] | None = None) -> nn.ModuleDict:
+    """The losses `enabled` (default: `loss.enabled`), by name and in that order, each built from
+    `cfg` by its `from_config`."""
+    return nn.ModuleDict({name: LOSSES.get(name).from_config(cfg, num_classes)
+                          for name in (cfg.loss.enabled if enabled is None else enabled)})
 
 
-def build_losses(cfg: LossConfig, out_dim: int, total_epochs: int) -> nn.ModuleDict:
-    return nn.ModuleDict({name: LOSSES.get(name)(cfg, out_dim=out_dim, total_epochs=total_epochs)
-                          for name in cfg.enabled})
-
-
-def teacher_temperature(epoch: int, cfg: LossConfig) -> float:
+def teacher_temperature(epoch: int, teacher_temp: float, warmup_teacher_temp: float,
+                        warmup_teacher_temp_epochs: int) -> float:
     """DINO's schedule (main_dino.py's np.linspace): over the W = warmup_teacher_temp_epochs first
     epochs, linear from warmup_teacher_temp at epoch 0 to teacher_temp at epoch W − 1, then flat."""
-    w = cfg.warmup_teacher_temp_epochs
+    w = warmup_teacher_temp_epochs
     if epoch >= w:
-        return cfg.teacher_temp
+        return teacher_temp
     frac = epoch / (w - 1) if w > 1 else 0.0  # linspace(a, b, 1) is [a]
-    return cfg.warmup_teacher_temp + frac * (cfg.teacher_temp - cfg.warmup_teacher_temp)
+    return warmup_teacher_temp + frac * (teacher_temp - warmup_teacher_temp)
 
 
 def cross_view_ce(teacher_probs: torch.Tensor, student_logp: torch.Tensor) -> torch.Tensor:
@@ -95,21 +114,46 @@ def cross_view_ce(teacher_probs: torch.Tensor, student_logp: torch.Tensor) -> to
 
 @LOSSES.register("distill")
 class DistillLoss(Loss):
-    """DINO self-distillation: centred, sharpened teacher vs student on every other view."""
+    """DINO self-distillation: centred, sharpened teacher vs student on every other view.
+
+    Args:
+        out_dim: width of the projection head's output (the size of the centre).
+        student_temp: temperature of the student's softmax.
+        teacher_temp: temperature of the teacher's softmax after the warm-up.
+        warmup_teacher_temp: the teacher's temperature at epoch 0.
+        warmup_teacher_temp_epochs: W, the epochs of linear warm-up from `warmup_teacher_temp` at
+            epoch 0 to `teacher_temp` at epoch W − 1 (DINO's linspace; 0: `teacher_temp` throughout).
+        center_momentum: momentum of the centre's EMA of the teacher's batch means.
+    """
 
     needs = frozenset({STUDENT_PROJ, TEACHER_PROJ})
 
-    def __init__(self, cfg: LossConfig, out_dim: int, total_epochs: int = 1):
+    def __init__(self, out_dim: int, student_temp: float = 0.1, teacher_temp: float = 0.04,
+                 warmup_teacher_temp: float = 0.04, warmup_teacher_temp_epochs: int = 0,
+                 center_momentum: float = 0.9):
         super().__init__()
-        self.cfg = cfg
+        self.student_temp = student_temp
+        self.teacher_temp = teacher_temp
+        self.warmup_teacher_temp = warmup_teacher_temp
+        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
+        self.center_momentum = center_momentum
         self.register_buffer("center", torch.zeros(1, out_dim))
         self._metrics: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def from_config(cls, cfg: RunConfig, num_classes: int) -> DistillLoss:
+        lc = cfg.loss
+        return cls(out_dim=cfg.heads.out_dim, student_temp=lc.student_temp, teacher_temp=lc.teacher_temp,
+                   warmup_teacher_temp=lc.warmup_teacher_temp, warmup_teacher_temp_epochs=lc.warmup_teacher_temp_epochs,
+                   center_momentum=lc.center_momentum)
+
+    def teacher_temperature(self, epoch: int) -> float:
+        return teacher_temperature(epoch, self.teacher_temp, self.warmup_teacher_temp, self.warmup_teacher_temp_epochs)
+
     def forward(self, out: StepOutputs, ctx: LossContext) -> torch.Tensor:
-        s = out.outputs[STUDENT_PROJ].float() / self.cfg.student_temp
+        s = out.outputs[STUDENT_PROJ].float() / self.student_temp
         t = out.outputs[TEACHER_PROJ].float().detach()
-        temp = teacher_temperature(ctx.epoch, self.cfg)
-        probs = F.softmax((t - self.center) / temp, dim=-1)
+        probs = F.softmax((t - self.center) / self.teacher_temperature(ctx.epoch), dim=-1)
         b = out.batch_size
         loss = cross_view_ce(probs.view(out.n_teacher_views, b, -1), F.log_softmax(s, dim=-1).view(out.n_student_views, b, -1))
         self._record(probs)
@@ -122,7 +166,7 @@ class DistillLoss(Loss):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(batch_center)
             batch_center /= torch.distributed.get_world_size()
-        m = self.cfg.center_momentum
+        m = self.center_momentum
         self.center.mul_(m).add_(batch_center, alpha=1 - m)
 
     @torch.no_grad()
@@ -140,13 +184,22 @@ class DistillLoss(Loss):
 
 @LOSSES.register("supervised")
 class SupervisedLoss(Loss):
-    """Cross-entropy of the class prediction; soft targets (Mixup) or label smoothing."""
+    """Cross-entropy of the class prediction; soft targets (Mixup) or label smoothing.
+
+    Args:
+        label_smoothing: weight of the uniform distribution mixed into hard targets (ignored for
+            soft targets, which carry their own smoothing).
+    """
 
     needs = frozenset({CLASS_LOGITS})
 
-    def __init__(self, cfg: LossConfig, out_dim: int = 0, total_epochs: int = 1):
+    def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
-        self.smoothing = cfg.label_smoothing
+        self.smoothing = label_smoothing
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, num_classes: int) -> SupervisedLoss:
+        return cls(label_smoothing=cfg.loss.label_smoothing)
 
     def forward(self, out: StepOutputs, ctx: LossContext) -> torch.Tensor:
         logits = out.outputs[CLASS_LOGITS].float()
@@ -158,12 +211,9 @@ class SupervisedLoss(Loss):
 
 @LOSSES.register("rotation")
 class RotationLoss(Loss):
-    """Cross-entropy of the 4-way rotation prediction (0°, 90°, 180°, 270°)."""
+    """Cross-entropy of the 4-way rotation prediction (0°, 90°, 180°, 270°). No arguments."""
 
     needs = frozenset({ROT_LOGITS})
-
-    def __init__(self, cfg: LossConfig, out_dim: int = 0, total_epochs: int = 1):
-        super().__init__()
 
     def forward(self, out: StepOutputs, ctx: LossContext) -> torch.Tensor:
         return F.cross_entropy(out.outputs[ROT_LOGITS].float(), out.rot_labels)
@@ -220,6 +270,9 @@ class RegionLoss(DistillLoss):
     the view-level loss's pairs (every teacher view vs every *other* student view). The matching
     is a hard assignment: gradients reach the student only through its dense-head logits, and
     through them its backbone.
+
+    Args: those of `DistillLoss`, which it shares (`out_dim` is the dense head's width, the same
+    as the projection head's).
     """
 
     needs = frozenset({STUDENT_REGION, TEACHER_REGION, STUDENT_DENSE, TEACHER_DENSE})
@@ -227,8 +280,8 @@ class RegionLoss(DistillLoss):
     def forward(self, out: StepOutputs, ctx: LossContext) -> torch.Tensor:
         b = out.batch_size
         t_logits = out.outputs[TEACHER_DENSE].float().detach()
-        probs = F.softmax((t_logits - self.center) / teacher_temperature(ctx.epoch, self.cfg), dim=-1)
-        logp = F.log_softmax(out.outputs[STUDENT_DENSE].float() / self.cfg.student_temp, dim=-1)
+        probs = F.softmax((t_logits - self.center) / self.teacher_temperature(ctx.epoch), dim=-1)
+        logp = F.log_softmax(out.outputs[STUDENT_DENSE].float() / self.student_temp, dim=-1)
         s_feats = out.outputs[STUDENT_REGION].detach()
         t_feats = out.outputs[TEACHER_REGION].detach()
         teacher_views = [(first + k, feats[k], p[k])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import HeadConfig, ModelConfig
+from .config import HeadConfig, ModelConfig, missing_checkpoint
 from .errors import ConfigError
 from .registry import suggest
 
@@ -265,7 +265,7 @@ def load_init(backbone: nn.Module, path: Path) -> tuple[int, int]:
     """Load backbone weights from a local checkpoint; returns (#loaded, #missing) tensors."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"model.init: checkpoint '{path}' does not exist; pass a local .pt/.pth/.safetensors file")
+        raise ConfigError(f"model.init: {missing_checkpoint(path)}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -3,7 +3,7 @@
 Per step, the foreach (multi-tensor) Adam/AdamW of torch reads and writes the parameters, gradients
 and moments in several passes; the fused step does it in one, and the difference grows with the
 model (ViT-B: 86 M parameters; on the 2-core VM the fused AdamW step was 3.6–4.8× faster than
-torch's per-tensor CPU default, README). timm's Lookahead updates its slow weights with three kernels per
+torch's per-tensor CPU default, docs/performance.md). timm's Lookahead updates its slow weights with three kernels per
 parameter tensor from a Python loop, every k steps and at each epoch's end: the foreach version
 below issues the same arithmetic as three multi-tensor calls.
 """

@@ -1,4 +1,4 @@
-"""Result files: atomic Parquet writes and the per-run metric recorder used by `tort train`.
+"""Result files of `tort train`: the per-run metric recorder and summary (atomic writes: store.py).
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a run
 killed at any moment leaves either the previous complete file or the new complete file.
@@ -6,40 +6,13 @@ killed at any moment leaves either the previous complete file or the new complet
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .store import write_json_atomic, write_parquet_atomic
 from .trainer import Callback, RunResult
-
-
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class ParquetRecorder(Callback):
@@ -80,4 +53,4 @@ def summarize(result: RunResult, meta: dict[str, Any]) -> dict[str, Any]:
 # The sweep results store lives in `store.py` (pandas only, no torch: cheap to import for analysis);
 # these names are its public API.
 from .store import (EPOCHS_TABLE, MEMBERS_TABLE, TRIALS_TABLE, ResultStore,  # noqa: E402,F401
-                    load_epochs, load_members, load_trials, summarize_records)
+                    export_parquet, load_epochs, load_members, load_trials, read_table, summarize_records)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from timm.optim import param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -36,12 +37,14 @@ from .checkpoint import (CorruptCheckpoint, checkpoint_writer, discard_partial_w
                          load_checkpoint, save_checkpoint)
 from .config import RunConfig
 from .data import DatasetPair, DecodedImages, Transformed, carve_validation, in_memory, limit, load_dataset
+from .device_views import DeviceNormalize
 from .errors import ConfigError, DataError, TrainingFailed
 from .evaluate import CachedSplit, KnnSettings, evaluate
 from .losses import LossContext, teacher_temperature
 from .optim import create_optimizer
-from .device_views import DeviceNormalize
-from .recipes import RECIPES, Augmentation, TrainingSystem
+from .recipes import RECIPES, Augmentation
+from .store import write_text_atomic
+from .systems import TrainingSystem
 from .views import NORMALIZATION, eval_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -272,7 +275,8 @@ def _resume_state(path: Path, on_corrupt: str) -> dict[str, Any] | None:
         return None
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this run so far: CUDA's allocated maximum, or the process's maximum RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -314,6 +318,8 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
     run_dir = Path(run_dir).resolve() if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # The run directory's config.yaml, written here only (tort train and sweeps alike).
+        write_text_atomic(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), run_dir / "config.yaml")
     config_id = cfg.content_hash()
     device = resolve_device(cfg.device)
     autocast = autocast_for(cfg, device)
@@ -399,7 +405,7 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
                                        val_loader[0] if val_loader else None))
             record["eval_seconds"] = time.perf_counter() - t_eval
             record["epoch_seconds"] = record["train_seconds"] + record["eval_seconds"]
-            record["peak_mem_mb"] = _peak_memory_mb(device)
+            record["peak_mem_mb"] = peak_memory_mb(device)
             records.append(record)
             checkpoint = ckpt_path if ckpt_path is not None and (
                 (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.total_epochs) else None
@@ -422,15 +428,13 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
         result.status, result.error = "failed", str(err)
     except BaseException:
         if writer is not None:
-            # The checkpoint in flight still lands (a Ctrl-C does not reach the writer); a failure
-            # of that write must not replace the error on its way out.
+            # The checkpoint in flight still lands (a Ctrl-C reaches the main thread only, not the
+            # writer's); a failure of that write must not replace the error on its way out.
             with contextlib.suppress(Exception):
                 writer.release()
         raise
     if writer is not None:
-        # The last checkpoint is on disk before fit returns; the writer process stays for the
-        # next run in this process (a reused worker's next trial).
-        writer.release()
+        writer.release()  # the last checkpoint is on disk before fit returns; its snapshot is freed
     for cb in callbacks:
         cb.on_fit_end(result)
     return result
@@ -454,7 +458,7 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
         data_wait += time.perf_counter() - t_wait
         if batch is None:
             break
-        batch = _to_device(batch, device)
+        batch = to_device(batch, device)
         if device_augment is not None:
             batch = device_augment(batch)
         ctx = LossContext(epoch=epoch, step=global_step + i, total_steps=total_steps, num_classes=num_classes)
@@ -481,7 +485,8 @@ def _train_epoch(cfg, system, optimizer, scheduler, batches, steps, clip_params,
         record["train_top1"] *= 100.0
     record.update({
         "epoch": epoch + 1, "step": global_step + n_steps, "lr": lr,
-        "teacher_temp": teacher_temperature(epoch, cfg.loss), **extra,
+        "teacher_temp": teacher_temperature(epoch, cfg.loss.teacher_temp, cfg.loss.warmup_teacher_temp,
+                                            cfg.loss.warmup_teacher_temp_epochs), **extra,
         "train_seconds": train_seconds, "samples_per_s": images / max(train_seconds, 1e-9),
         # The loop waiting for the loader: an upper bound on the device's idle time for want of data.
         "data_wait_seconds": data_wait,
@@ -527,10 +532,10 @@ def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
         raise TrainingFailed(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {bad}")
 
 
-def _to_device(batch, device: torch.device):
+def to_device(batch, device: torch.device):
     """Tensors of a (nested) batch moved to `device`; lists and tuples keep their shape."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(x, device) for x in batch)
+        return type(batch)(to_device(x, device) for x in batch)
     return batch

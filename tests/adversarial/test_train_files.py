@@ -100,19 +100,35 @@ def test_an_output_path_under_a_file_fails_before_training(tmp_path, monkeypatch
 def test_a_data_root_for_an_embedded_dataset_is_an_error_not_ignored(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_main(monkeypatch, capsys, "train", *TINY_ARGS, "--data-root", tmp_path)
-    _one_error_line(code, err, "--data-root", "'digits' is embedded", "--dataset imagefolder")
+    _one_error_line(code, err, "--data-root", "'digits' is embedded", "file-based dataset")
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "compare"])
 @pytest.mark.parametrize("args, fragment", [
     (["--epochs", "1", "--set", "epochs=3"], "epochs is given twice, --epochs 1 and --set epochs=3"),
     (["--seed", "1", "--set", "seed=3"], "seed is given twice"),
     (["--threads", "1", "--set", "threads=2"], "threads is given twice"),
 ])
-def test_a_flag_and_a_set_that_disagree_are_an_error(tmp_path, monkeypatch, capsys, args, fragment):
+def test_a_flag_and_a_set_that_disagree_are_an_error(tmp_path, monkeypatch, capsys, command, args, fragment):
+    if command == "compare" and "--epochs" not in args:
+        pytest.skip("tort compare has no --seed or --threads")
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_main(monkeypatch, capsys, "train", "--profile", "demo", *args)
+    code, _, err = run_main(monkeypatch, capsys, command, "--profile", "demo", *args)
     _one_error_line(code, err, fragment)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args", [["compare", "--seeds", "1"], ["sweep", "SPEC", "--dry-run"]])
+def test_a_data_root_for_embedded_data_is_an_error_in_sweeps_and_comparisons(tmp_path, monkeypatch, capsys, args):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nprofile: demo\n")
+    monkeypatch.chdir(tmp_path)
+    args = [str(spec) if a == "SPEC" else a for a in args]
+    code, _, err = run_main(monkeypatch, capsys, *args, "--profile", "demo", "--data-root" if args[0] == "compare"
+                            else "--set", tmp_path if args[0] == "compare" else f"data.root={tmp_path}")
+    _one_error_line(code, err, "data root is set but 'digits' is embedded")
+    assert not (tmp_path / "results").exists()
 
 
 def test_threads_default_to_the_free_cores_less_the_loader_workers(monkeypatch):

@@ -211,3 +211,24 @@ def test_validation_selected_accuracy_is_a_labelled_secondary_row(frames, specs)
     row = cmp.table.set_index("metric").loc["valsel_test_top1"]
     assert row["role"] == "secondary"
     assert "test top-1 (%) at the best-val_top1 epoch (validation-selected) — secondary" in comparison_markdown(cmp)
+
+
+@pytest.mark.slow
+def test_tort_report_imports_neither_torch_nor_timm(tmp_path):
+    """The report reads the store and the profiles' default values; none of that needs torch
+    (≈ 0.7 GB of memory and seconds of import) — timm's names are not checked there."""
+    from synthetic_store import comparison_specs, make_frames
+
+    epochs, trials = make_frames(comparison_specs(datasets=("digits",), seeds=(0, 1)))
+    results = tmp_path / "results"
+    for table, df in (("epochs", epochs), ("trials", trials)):
+        (results / table).mkdir(parents=True)
+        df.to_parquet(results / table / f"{table}.parquet", index=False)
+    code = ("import sys, cli; sys.argv = ['tort', 'report', '--results', sys.argv[1], '--out', sys.argv[2]]\n"
+            "try:\n    cli.main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print(sorted(m for m in ('torch', 'timm', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(results), str(tmp_path / "report")], cwd=ROOT,
+                         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+    assert (tmp_path / "report" / "index.html").exists()

@@ -17,7 +17,7 @@ from tort_core.config import build_config
 from tort_core.data import load_dataset
 from tort_core.evaluate import knn_cross_validated, knn_predict
 from tort_core.losses import LossContext
-from tort_core.recipes import TortSystem
+from tort_core.systems import TortSystem
 from tort_core.trainer import build_optimizer, build_scheduler
 from tort_core.views import sample_rotations
 
@@ -80,11 +80,11 @@ def test_rotation_drawn_per_view_batch_rotates_a_whole_view_batch_or_none():
 
 
 def test_the_step_rotates_by_the_configured_draw(monkeypatch):
-    import tort_core.recipes as recipes
+    import tort_core.systems as systems
 
     groups = []
-    real = recipes.sample_rotations
-    monkeypatch.setattr(recipes, "sample_rotations", lambda *a, **k: (groups.append(a[3]), real(*a, **k))[1])
+    real = systems.sample_rotations
+    monkeypatch.setattr(systems, "sample_rotations", lambda *a, **k: (groups.append(a[3]), real(*a, **k))[1])
     system, cfg = tort(**{"views.rotation_draw": "per_view_batch", "views.n_local": 0})
     views = [torch.randn(4, 3, 32, 32) for _ in range(3)]
     system.training_step((views, torch.arange(4)), LossContext(0, 0, 10, 10))

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from tort_core.config import build_config
-from tort_core.recipes import RECIPES, SupervisedSystem
+from tort_core.registry import RECIPES
+from tort_core.systems import SupervisedSystem
 from tort_core.trainer import build_optimizer
 from tort_core.views import supervised_transform
 

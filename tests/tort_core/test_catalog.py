@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 
-from tort_core.catalog import DATASET_INFO, LOSS_INFO, RECIPE_INFO, metric_info
+from tort_core.catalog import DATASET_INFO, LOSS_INFO, PROFILE_INFO, RECIPE_INFO, metric_info
 
 
-def test_the_catalog_and_the_registries_name_the_same_things():
-    from tort_core.data import DATASETS
-    from tort_core.losses import LOSSES
-    from tort_core.recipes import RECIPES
+def test_each_catalog_module_registers_exactly_the_names_the_catalog_gives_it():
+    import importlib
 
-    assert set(DATASET_INFO) == set(DATASETS.names())
-    assert set(RECIPE_INFO) == set(RECIPES.names())
-    assert set(LOSS_INFO) == set(LOSSES.names())
+    from tort_core.config import PROFILES
+    from tort_core.registry import DATASETS, LOSSES, RECIPES
+
+    for registry, catalog in ((DATASETS, DATASET_INFO), (RECIPES, RECIPE_INFO), (LOSSES, LOSS_INFO)):
+        for module in {info.module for info in catalog.values()}:
+            importlib.import_module(module)
+        assert registry.loaded() == sorted(catalog), registry.kind  # nothing unlisted, nothing missing
+        assert all(registry.info(name) is catalog[name] for name in catalog)
+    assert list(PROFILES) == list(PROFILE_INFO)
 
 
 def test_the_embedded_dataset_has_the_sizes_and_classes_the_catalog_states(digits):

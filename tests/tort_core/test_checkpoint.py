@@ -1,6 +1,6 @@
 """Checkpoint writers: the background writer's file is the one torch.save would write, it holds
-the state as it was at `save`, errors reach the trainer, and a killed trainer never leaves a
-partial or late checkpoint behind."""
+the state as it was at `save`, errors reach the trainer, a killed trainer never leaves a partial or
+late checkpoint behind, and a Ctrl-C lets the write in flight land."""
 
 import os
 import signal
@@ -16,17 +16,13 @@ import torch
 from tort_core import checkpoint as ckpt
 from tort_core.checkpoint import (BackgroundWriter, CheckpointError, SyncWriter, checkpoint_writer,
                                   discard_partial_writes, load_checkpoint)
-from tort_core.errors import ConfigError
-
-pytestmark = pytest.mark.skipif(not ckpt.background_supported(), reason="the background writer needs Linux")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def writer():
-    """One writer process for the tests that only need a working one (each start imports torch)."""
     w = BackgroundWriter()
     yield w
-    w.close()
+    w.release()
 
 
 def _payload():
@@ -57,7 +53,6 @@ def _assert_same(a, b):
         assert a == b
 
 
-@pytest.mark.slow
 def test_background_writer_writes_the_file_torch_save_writes(writer, tmp_path):
     payload = _payload()
     SyncWriter().save(tmp_path / "sync.pt", payload)
@@ -85,32 +80,43 @@ def test_the_file_holds_the_state_at_save_not_at_write(writer, tmp_path):
     assert torch.equal(state["p"], torch.ones(1_000_000)) and torch.equal(state["extra"], torch.ones(3))
 
 
-@pytest.mark.slow
-def test_a_failed_write_is_raised_by_wait_with_the_path_and_leaves_nothing(tmp_path):
-    writer = BackgroundWriter()
-    try:
-        target = tmp_path / "missing" / "checkpoint.pt"
-        writer.save(target, {"p": torch.ones(3)})
-        with pytest.raises(CheckpointError, match=r"could not write checkpoint .*missing/checkpoint\.pt"):
-            writer.wait()
-        writer.save(tmp_path / "ok.pt", {"p": torch.ones(3)})  # the writer carries on
+def test_a_failed_write_is_raised_by_wait_with_the_path_and_leaves_nothing(writer, tmp_path):
+    target = tmp_path / "missing" / "checkpoint.pt"
+    writer.save(target, {"p": torch.ones(3)})
+    with pytest.raises(CheckpointError, match=r"could not write checkpoint .*missing/checkpoint\.pt"):
         writer.wait()
-        assert torch.equal(load_checkpoint(tmp_path / "ok.pt")["p"], torch.ones(3))
-    finally:
-        writer.close()
-    assert writer._proc.returncode == 0  # close stops the process
+    writer.save(tmp_path / "ok.pt", {"p": torch.ones(3)})  # the writer carries on
+    writer.wait()
+    assert torch.equal(load_checkpoint(tmp_path / "ok.pt")["p"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.pt"]
+
+
+def test_a_full_disk_is_raised_as_the_oserror_the_command_line_reports(writer, tmp_path, monkeypatch):
+    import errno
+
+    def full(payload, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    writer.save(tmp_path / "checkpoint.pt", {"p": torch.ones(3)})
+    with pytest.raises(OSError) as info:
+        writer.wait()
+    assert info.value.errno == errno.ENOSPC and not isinstance(info.value, CheckpointError)
+    assert list(tmp_path.iterdir()) == []
 
 
 _KILLED_TRAINER = textwrap.dedent("""
-    import os, signal, sys, torch
+    import os, signal, sys, time, torch
     from pathlib import Path
     from tort_core.checkpoint import BackgroundWriter
     path = Path(sys.argv[1])
     writer = BackgroundWriter()
-    print(writer.pid, flush=True)
     writer.save(path, {"version": 1, "p": torch.zeros(3)})
     writer.wait()
     writer.save(path, {"version": 2, "p": torch.ones(50_000_000)})  # 200 MB: still being written...
+    tmp = path.with_name(path.name + ".tmp")
+    while not tmp.exists():
+        time.sleep(0.001)
     os.kill(os.getpid(), signal.SIGKILL)  # ...when the trainer dies
 """)
 
@@ -121,74 +127,32 @@ def test_a_killed_trainer_leaves_its_last_finished_checkpoint_whole(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _KILLED_TRAINER, str(path)], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(Path(ckpt.__file__).parents[1])})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    writer_pid = int(proc.stdout.split()[0])
-    deadline = time.monotonic() + 60
-    while Path(f"/proc/{writer_pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)  # the orphaned writer finishes its write, sees the trainer gone and discards it
-    assert not Path(f"/proc/{writer_pid}").exists()
+    time.sleep(1.0)  # nothing of the dead trainer may publish anything later
     state = load_checkpoint(path)
     assert state["version"] == 1 and torch.equal(state["p"], torch.zeros(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint.pt.tmp"]
+    discard_partial_writes(path)  # what the next run in this directory does first
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
-def test_which_writer_each_setting_gives(monkeypatch):
+def test_which_writer_each_setting_gives():
     assert isinstance(checkpoint_writer("auto", torch.device("cpu")), SyncWriter)
     assert isinstance(checkpoint_writer("sync", torch.device("cuda")), SyncWriter)
     for mode, device in [("auto", "cuda"), ("background", "cpu")]:
-        writer = checkpoint_writer(mode, torch.device(device))
-        assert isinstance(writer, BackgroundWriter)
-        writer.close()
-    monkeypatch.setattr(ckpt, "background_supported", lambda: False)
-    assert isinstance(checkpoint_writer("auto", torch.device("cuda")), SyncWriter)
-    with pytest.raises(ConfigError, match="checkpoint_write=sync"):
-        checkpoint_writer("background", torch.device("cpu"))
+        assert isinstance(checkpoint_writer(mode, torch.device(device)), BackgroundWriter)
 
 
-def _mapped_buffers(pid: int | str) -> int:
-    return Path(f"/proc/{pid}/maps").read_text().count("memfd:tort-checkpoint")
-
-
-@pytest.mark.slow
-def test_a_released_writer_serves_the_next_run_in_the_process_and_holds_no_buffer(tmp_path):
-    cpu = torch.device("cpu")
-    first = checkpoint_writer("background", cpu)
-    first.save(tmp_path / "missing" / "a.pt", {"p": torch.ones(10)})
-    ours = _mapped_buffers("self")
+def test_a_released_writer_holds_no_snapshot_and_serves_again(writer, tmp_path):
+    writer.save(tmp_path / "missing" / "a.pt", {"p": torch.ones(1000)})
+    assert writer.snapshot_bytes == 4000  # the snapshot, kept for the next save
     with pytest.raises(CheckpointError, match="missing"):
-        first.release()  # a run whose last write failed...
-    assert _mapped_buffers("self") == ours - 1  # ...holds no buffer after it either
-    assert checkpoint_writer("background", cpu) is first  # and its writer serves on
-    first.save(tmp_path / "a.pt", {"p": torch.zeros(1000)})
-    first.release()  # the run's end: its last checkpoint is on disk...
-    assert torch.equal(load_checkpoint(tmp_path / "a.pt")["p"], torch.zeros(1000))
-    assert _mapped_buffers("self") == ours - 1  # ...and the snapshot buffer is gone, here
-    deadline = time.monotonic() + 30
-    while _mapped_buffers(first.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _mapped_buffers(first.pid) == 0  # and in the idle writer
-
-    again = checkpoint_writer("background", cpu)
-    assert again is first and again.alive  # the next run: no new interpreter
-    side_by_side = checkpoint_writer("background", cpu)
-    assert side_by_side.pid != first.pid  # a run beside it gets its own
-    again.save(tmp_path / "b.pt", {"q": torch.ones(5)})
-    side_by_side.save(tmp_path / "c.pt", {"r": torch.ones(2, dtype=torch.bfloat16)})
-    again.release()
-    side_by_side.release()  # one idle process is kept, the other stopped
-    assert side_by_side._proc.wait(timeout=30) is not None
-    assert torch.equal(load_checkpoint(tmp_path / "b.pt")["q"], torch.ones(5))
-    assert load_checkpoint(tmp_path / "c.pt")["r"].dtype == torch.bfloat16
-
-    os.kill(first.pid, signal.SIGKILL)  # the idle writer dies (e.g. the OOM killer)
-    first._proc.wait(timeout=30)
-    fresh = checkpoint_writer("background", cpu)
-    try:
-        assert fresh is not first and fresh.alive
-        fresh.save(tmp_path / "d.pt", {"p": torch.ones(3)})
-        fresh.wait()
-        assert torch.equal(load_checkpoint(tmp_path / "d.pt")["p"], torch.ones(3))
-    finally:
-        fresh.close()
+        writer.release()  # a run whose last write failed...
+    assert writer.snapshot_bytes == 0  # ...holds no snapshot after it either
+    writer.save(tmp_path / "a.pt", {"p": torch.zeros(1000), "q": torch.ones(2, dtype=torch.bfloat16)})
+    writer.release()  # the run's end: its last checkpoint is on disk, the memory freed
+    state = load_checkpoint(tmp_path / "a.pt")
+    assert torch.equal(state["p"], torch.zeros(1000)) and state["q"].dtype == torch.bfloat16
+    assert writer.snapshot_bytes == 0
 
 
 def test_leftovers_of_killed_writes_are_discarded_and_nothing_else(tmp_path):
@@ -229,8 +193,8 @@ _INTERRUPTED_TRAINER = textwrap.dedent("""
         os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
         signal.pause()
     except KeyboardInterrupt:
-        writer.close()  # what fit does on the way out
-        print("closed", flush=True)
+        writer.release()  # what fit does on the way out
+        print("released", flush=True)
 """)
 
 
@@ -240,7 +204,7 @@ def test_ctrl_c_stops_the_trainer_but_not_the_write_in_flight(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_TRAINER, str(path)], capture_output=True, text=True,
                           timeout=120, start_new_session=True,
                           env={**os.environ, "PYTHONPATH": str(Path(ckpt.__file__).parents[1])})
-    assert proc.returncode == 0 and "closed" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "released" in proc.stdout, proc.stderr
     state = load_checkpoint(path)
     assert state["version"] == 2 and state["p"].shape == (50_000_000,)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]

@@ -107,9 +107,9 @@ def test_the_background_writer_snapshots_gpu_tensors_at_save(tmp_path):
         writer.save(tmp_path / "c.pt", {"p": params, "step": torch.tensor(3, device="cuda")})
         params.mul_(0)  # the next steps, queued on the GPU while the file is written
         writer.wait()
-        assert writer._pinned is not None  # copied through page-locked memory
+        assert writer.pinned  # copied through page-locked memory
     finally:
-        writer.close()
+        writer.release()
     state = load_checkpoint(tmp_path / "c.pt")
     assert torch.equal(state["p"], expected) and state["p"].device.type == "cpu" and int(state["step"]) == 3
 

@@ -106,6 +106,7 @@ def test_posterize_to_zero_bits_is_black_on_both_paths(square):
     assert D.apply_tables(x, D.point_tables(x, _one(D.POSTERIZE), torch.zeros(1))).eq(0).all()
 
 
+@pytest.mark.slow  # ~3 s each on 2 cores: whole photographs through both paths
 @pytest.mark.parametrize("policy", ["rand-m9-mstd0.5", "rand-m9-n3-mstd0.5", "rand-m7-mstd0.5-inc1",
                                     "rand-mstd1-tweights", "rand-m9-mstd101"])
 def test_the_device_randaugment_stage_is_timms_pixel_for_pixel(photos, policy):
@@ -169,6 +170,7 @@ def test_the_worker_half_makes_exactly_timms_draws(photos, sota):
     assert layers_seen == {0, 1, 2}  # each of the two layers is applied with probability ½
 
 
+@pytest.mark.slow  # seconds on 2 cores: photographs through both paths
 def test_a_seed_gives_the_same_image_on_both_paths_up_to_rounding(photos, sota):
     """The crops differ by a few levels where Pillow resamples vertically first; every op after
     them is Pillow's arithmetic, so the images agree to a fraction of a level on average (an

@@ -176,6 +176,7 @@ def test_padding_a_batch_changes_no_crop(photos):
     torch.testing.assert_close(resized_crops(chw[0], crop, 64), resized_crops(chw[1], crop, 64))
 
 
+@pytest.mark.slow  # several seconds on 2 cores: photographs through both paths
 def test_the_same_seed_gives_the_same_views_on_both_paths_up_to_rounding(photos):
     cfg = _views_cfg()
     errors = []

@@ -8,7 +8,7 @@ from tort_core.errors import ConfigError
 from tort_core.losses import LossContext
 from tort_core.models import (DINOHead, compile_module, compiled_graphs, cosine_momentum, create_backbone, ema_update,
                               forward_views, load_init, resolution_groups)
-from tort_core.recipes import TortSystem
+from tort_core.systems import TortSystem
 
 TINY_VIT = ModelConfig(name="vit_tiny_patch16_224", kwargs={"patch_size": 8, "embed_dim": 32, "depth": 2,
                                                              "num_heads": 2})
@@ -32,7 +32,7 @@ def test_contrastive_head_shape_and_frozen_weight_norm():
     assert len(linears) == 3 and linears[0].out_features == 48
 
 
-def test_momentum_schedule_runs_over_all_steps_including_cooldown(tiny_cfg):
+def test_momentum_schedule_runs_over_all_steps_including_cooldown():
     total = 103 * 32
     assert cosine_momentum(0, total, 0.9998) == pytest.approx(0.9998)
     assert cosine_momentum(total - 1, total, 0.9998) == pytest.approx(1.0)

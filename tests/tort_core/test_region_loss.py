@@ -86,7 +86,8 @@ def _explicit_region_loss(out: StepOutputs, center: torch.Tensor, t_temp: float,
 def test_region_loss_matches_explicit_loops():
     cfg = build_config("tort", "demo", overrides={"loss.enabled": ["distill", "region"]}).loss
     out, b, k = _region_inputs()
-    loss_fn = LOSSES.get("region")(cfg, out_dim=k)
+    loss_fn = LOSSES.get("region")(out_dim=k, student_temp=cfg.student_temp, teacher_temp=cfg.teacher_temp,
+                                   center_momentum=cfg.center_momentum)
     loss_fn.center.copy_(torch.randn(1, k, generator=torch.Generator().manual_seed(1)))
     center = loss_fn.center.clone()
     got = loss_fn(out, LossContext(epoch=0, step=0, total_steps=1, num_classes=10))
@@ -99,11 +100,10 @@ def test_region_loss_matches_explicit_loops():
 
 
 def test_region_gradient_reaches_only_the_student_dense_logits():
-    cfg = build_config("tort", "demo", overrides={"loss.enabled": ["region"]}).loss
     out, b, k = _region_inputs(seed=2)
     for name in out.outputs:
         out.outputs[name].requires_grad_(True)
-    LOSSES.get("region")(cfg, out_dim=k)(out, LossContext(0, 0, 1, 10)).backward()
+    LOSSES.get("region")(out_dim=k)(out, LossContext(0, 0, 1, 10)).backward()
     assert out.outputs[STUDENT_DENSE].grad.abs().sum() > 0
     for name in (STUDENT_REGION, TEACHER_REGION, TEACHER_DENSE):  # hard matching, stop-gradient teacher
         assert out.outputs[name].grad is None

@@ -97,7 +97,7 @@ def test_set_on_an_axis_replaces_that_axis():
 def test_recipe_as_an_axis_and_relative_paths_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = spec_from_dict({"name": "r", "profile": "demo", "axes": {"recipe": ["tort", "sota"]},
-                           "overrides": {"data.root": "data"}})
+                           "datasets": ["imagefolder"], "overrides": {"data.root": "data"}})
     exp = expand(spec)
     assert [t.config.recipe for t in exp.trials] == ["tort", "sota"]
     assert exp.trials[1].config.optim.name == "adam"  # the sota recipe's defaults, not just its name

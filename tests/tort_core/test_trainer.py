@@ -7,11 +7,11 @@ import pytest
 import torch
 from timm.optim import Lookahead
 
-from tiny_config import TWO_BLOCKS, train_steps, update_gap
+from tiny_config import TWO_BLOCKS, tiny_config, train_steps, update_gap
 from tort_core.config import build_config
 from tort_core.losses import CLASS_LOGITS, LossContext
 from tort_core.models import compiled_graphs
-from tort_core.recipes import TortSystem
+from tort_core.systems import TortSystem
 from tort_core.trainer import (MACHINE_METRICS, Callback, EpochBatches, build_optimizer, build_scheduler, epoch_order,
                                fit)
 
@@ -77,10 +77,44 @@ def _metrics(records):
     return [{k: v for k, v in r.items() if k not in MACHINE_METRICS} for r in records]
 
 
+# Runs that several tests read, trained once per module (each test that reads one only reads it).
+
+class Written(Callback):
+    """Whether each epoch wrote a checkpoint."""
+
+    def __init__(self):
+        self.epochs = []
+
+    def on_epoch_end(self, record, checkpoint):
+        self.epochs.append(checkpoint is not None)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny run (2 epochs + 1 cool-down) in a run directory, its checkpoints written in the loop."""
+    run_dir = tmp_path_factory.mktemp("tiny-run")
+    return fit(tiny_config(checkpoint_write="sync"), run_dir), run_dir
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """One epoch of the tiny run, in a run directory."""
+    run_dir = tmp_path_factory.mktemp("one-epoch")
+    return fit(tiny_config(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0}), run_dir), run_dir
+
+
+@pytest.fixture(scope="module")
+def every_other_epoch_run(tmp_path_factory):
+    """3 + 1 cool-down epochs checkpointed every second epoch (after epochs 2 and 4)."""
+    written = Written()
+    run_dir = tmp_path_factory.mktemp("every-other")
+    return fit(tiny_config(epochs=3, checkpoint_every=2), run_dir, callbacks=[written]), written.epochs
+
+
 @pytest.mark.slow
-def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_cfg):
-    a = fit(tiny_cfg(seed=3))
-    b = fit(tiny_cfg(seed=3))
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_cfg, tiny_run):
+    a, _ = tiny_run  # checkpointed every epoch: writing them changes nothing either
+    b = fit(tiny_cfg())
     c = fit(tiny_cfg(seed=4))
     assert a.status == b.status == "completed" and len(a.records) == 3  # 2 epochs + 1 cool-down
     assert _metrics(a.records) == _metrics(b.records)
@@ -161,15 +195,10 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_cfg, tm
 
 
 @pytest.mark.slow
-def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and_ends_the_same(tiny_cfg, tmp_path):
+def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and_ends_the_same(
+        tiny_cfg, tmp_path, every_other_epoch_run):
     cfg = tiny_cfg(epochs=3, checkpoint_every=2)  # 3 + 1 cool-down epochs: checkpoints after 2 and 4
-    written = []
-
-    class Written(Callback):
-        def on_epoch_end(self, record, checkpoint):
-            written.append(checkpoint is not None)
-
-    full = fit(cfg, tmp_path / "full", callbacks=[Written()])
+    full, written = every_other_epoch_run
     assert written == [False, True, False, True]
     with pytest.raises(Interrupt):
         fit(cfg, tmp_path / "cut", callbacks=[StopAfter(3)])
@@ -181,26 +210,22 @@ def test_with_checkpoint_every_a_killed_run_resumes_from_its_last_checkpoint_and
 
 
 @pytest.mark.slow
-def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny_cfg, tmp_path):
-    from tort_core import checkpoint
+def test_background_checkpoints_resume_exactly_and_hold_what_sync_ones_hold(tiny_cfg, tmp_path, tiny_run):
     from tort_core.checkpoint import load_checkpoint
 
     cfg = tiny_cfg(checkpoint_write="background")  # 2 epochs + 1 cool-down
     assert cfg.content_hash() == tiny_cfg().content_hash()  # how checkpoints are written is not the experiment
-    full = fit(tiny_cfg(checkpoint_write="sync"), tmp_path / "sync")
+    full, sync_dir = tiny_run
     with pytest.raises(Interrupt):
         fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1  # epoch 2's write landed as fit raised
-    writer = checkpoint._spare  # released by the run that raised, for the next run in this process
-    assert writer is not None and writer.alive
     start = StartEpoch()
     resumed = fit(cfg, tmp_path / "cut", callbacks=[start])
-    assert checkpoint._spare is writer  # the resumed run's checkpoints came from the same process
     assert start.epochs == [2]
     assert _metrics(resumed.records) == _metrics(full.records)
     assert all(r["checkpoint_seconds"] > 0 for r in resumed.records[2:])  # the epochs this fit ran
     assert math.isnan(resumed.records[1]["checkpoint_seconds"])  # taken before its write was timed
-    sync, background = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("sync", "cut"))
+    sync, background = (load_checkpoint(d / "checkpoint.pt") for d in (sync_dir, tmp_path / "cut"))
     assert sync["system"].keys() == background["system"].keys()
     assert all(torch.equal(sync["system"][k], background["system"][k]) for k in sync["system"])
     assert sync["optimizer"]["param_groups"] == background["optimizer"]["param_groups"]
@@ -236,10 +261,9 @@ def test_decoded_training_images_give_the_same_records(tiny_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
-    cfg = tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0})
-    fit(cfg, tmp_path)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+def test_checkpoint_holds_everything_needed_to_resume(one_epoch_run):
+    _, run_dir = one_epoch_run
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert {"system", "optimizer", "scheduler", "rng", "epoch", "global_step", "records"} <= set(state)
     keys = state["system"].keys()
     assert any(k.startswith("student.") for k in keys) and any(k.startswith("teacher.") for k in keys)
@@ -247,8 +271,8 @@ def test_checkpoint_holds_everything_needed_to_resume(tiny_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_each_epoch_records_what_its_checkpoint_cost(tiny_cfg, tmp_path):
-    records = fit(tiny_cfg(epochs=3, checkpoint_every=2), tmp_path).records  # checkpoints after epochs 2 and 4
+def test_each_epoch_records_what_its_checkpoint_cost(every_other_epoch_run):
+    records = every_other_epoch_run[0].records  # checkpoints after epochs 2 and 4
     written = [r["checkpoint_seconds"] > 0 for r in records]
     assert written == [False, True, False, True]
     for r in records:
@@ -256,12 +280,14 @@ def test_each_epoch_records_what_its_checkpoint_cost(tiny_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_checkpoint_of_another_config(tiny_cfg, tmp_path):
+def test_resume_refuses_a_checkpoint_of_another_config(tiny_cfg, one_epoch_run):
     from tort_core.errors import ConfigError
 
-    fit(tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0}), tmp_path)
+    _, run_dir = one_epoch_run
+    before = sorted((p.name, p.read_bytes()) for p in run_dir.iterdir())
     with pytest.raises(ConfigError, match="different config"):
-        fit(tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0, "seed": 9}), tmp_path)
+        fit(tiny_cfg(epochs=1, **{"optim.warmup_epochs": 0, "optim.cooldown_epochs": 0, "seed": 9}), run_dir)
+    assert sorted((p.name, p.read_bytes()) for p in run_dir.iterdir()) == before  # refused before touching it
 
 
 def test_a_non_finite_loss_stops_the_run_with_a_failed_status(tiny_cfg, tmp_path):

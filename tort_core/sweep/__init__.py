@@ -1,4 +1,4 @@
-"""Sweeps: YAML specs → validated, expanded trials → Ray Tune → the Parquet results store.
+"""Sweeps: YAML specs → validated, expanded trials → Ray Tune → the results store (store.py).
 
 Public API (used by `tort sweep` and by the analysis):
 

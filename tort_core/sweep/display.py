@@ -118,6 +118,15 @@ class SweepDisplay:
             took = fmt_seconds(row.ended - row.started) if row.started else "-"
             self._say(f"{status} {tid} {row.label} after {row.epoch}/{row.total_epochs} epochs in {took}")
 
+    def trial_deferred(self, tid: str) -> None:
+        """The trial did not run (its run directory was held): pending again."""
+        with self._lock:
+            self.rows[tid].state = "pending"
+
+    def note(self, text: str) -> None:
+        """One line above the live table (or in the log when output is not a terminal)."""
+        self.console.print(text, markup=False, highlight=False)
+
     # -- rendering -------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         out = {"pending": 0, "running": 0, "done": 0, "failed": 0, "stopped": 0}

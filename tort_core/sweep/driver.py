@@ -13,7 +13,8 @@ from typing import Any
 
 from ray import tune
 
-from ..store import EPOCHS_TABLE, TRIALS_TABLE, ResultStore, summarize_records
+from ..store import ClaimLost, Owner, ResultStore, summarize_records
+from .expand import Trial
 from .messages import TrialMessage
 from .plan import SweepPlan
 from .provenance import now
@@ -50,55 +51,61 @@ def error_text(trial) -> str:
 class StoreCallback(tune.Callback):
     """Writes the store and W&B, and feeds the display, from Tune's events on the driver.
 
+    Every write goes through the driver's claim on the trial (`owner`): a driver that lost its
+    lease writes nothing more for that trial (`lost`).
+
     Args:
-        plan: the sweep being run (its `to_run` trials are the ones Tune runs).
+        plan: the sweep being run.
+        trials: the trials this Tuner runs (the ones claimed for this round).
         store: the results store.
+        owner: this driver, as the store's claims name it.
         tracker: a `tracking.WandbTracker`, or None (`--no-wandb`).
         display: the live `display.SweepDisplay`.
-        meta_common: columns every row of this sweep carries (`git.*`).
     """
 
-    def __init__(self, plan: SweepPlan, store: ResultStore, tracker, display, meta_common: dict[str, Any]):
+    def __init__(self, plan: SweepPlan, trials: list[Trial], store: ResultStore, owner: Owner, tracker, display):
         self.plan = plan
         self.store = store
+        self.owner = owner
         self.tracker = tracker
         self.display = display
-        self.meta_common = meta_common
-        self.trials = {t.id: t for t in plan.to_run}
-        self.flats = {t.id: t.config.flat() for t in plan.to_run}
-        self.hw: dict[str, dict[str, Any]] = {}
+        self.trials = {t.id: t for t in trials}
         self.info: dict[str, dict[str, Any]] = {}
         self.final: dict[str, TrialMessage] = {}
-        self.started: dict[str, tuple[float, str]] = {}
-        self.attempts: dict[str, int] = {}
+        self.started: dict[str, float] = {}
         self.last_epoch: dict[str, int] = {}
         self.finished: set[str] = set()
+        self.held: dict[str, str] = {}  # trial id → who holds its run directory (run it later)
+        self.lost: set[str] = set()
 
     def __reduce__(self):
         # Tune pickles its run config (tuner.pkl) for Tuner.restore, which tort does not use;
         # the store, display and W&B handles cannot be pickled, so a plain callback stands in.
         return (tune.Callback, ())
 
-    def _meta(self, tid: str) -> dict[str, Any]:
-        t = self.trials[tid]
-        return {"sweep": self.plan.spec.name, "trial_id": tid, **self.flats[tid], **self.meta_common,
-                **self.hw.get(tid, {}), "axes": json.dumps(t.axes, sort_keys=True)}
+    def _write(self, tid: str, write, *args, **kwargs) -> None:
+        if tid in self.lost:
+            return
+        try:
+            write(tid, *args, self.owner, **kwargs)
+        except ClaimLost as e:
+            self.lost.add(tid)
+            self.display.note(f"{tid}: {e}; its results from here on are left to that driver")
 
     # -- Tune's events ----------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
         tid = trial_id(trial)
-        self.started.setdefault(tid, (time.monotonic(), now()))
-        self.attempts.setdefault(tid, 1)
+        self.started.setdefault(tid, time.monotonic())
         self.display.trial_started(tid)
         if self.tracker is not None:
             t = self.trials[tid]
             run_id = tid if not self.plan.force else f"{tid}-{int(time.time())}"
-            self.tracker.start(tid, f"{t.sweep}/{t.label}", {"trial_id": tid, **self.flats[tid]},
+            self.tracker.start(tid, f"{t.sweep}/{t.label}", {"trial_id": tid, **t.config.flat()},
                                [t.sweep, t.dataset, t.config.recipe], run_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         tid = trial_id(trial)
-        self.attempts[tid] = self.attempts.get(tid, 1) + 1
+        self._write(tid, self.store.add_attempt)
         self.display.trial_retry(tid)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -108,6 +115,8 @@ class StoreCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         tid = trial_id(trial)
+        if tid in self.held:
+            return  # it did not run: the sweep runs it again in a later round
         final = self.final.get(tid)
         if final is not None:
             status, error = final.status or "failed", final.error
@@ -123,26 +132,24 @@ class StoreCallback(tune.Callback):
     # -- what they do -----------------------------------------------------------------------
     def receive(self, tid: str, msg: TrialMessage) -> None:
         """One message from a trial's worker."""
-        if msg.hw:
-            self.hw[tid] = msg.hw
         if msg.info:
             self.info[tid] = msg.info
-        if msg.kind == "final":
+        if msg.kind == "start":
+            self._write(tid, self.store.update_trial, msg.hw)  # this attempt's hardware
+        elif msg.kind == "held":
+            self.held[tid] = msg.error or "another process"
+        elif msg.kind == "final":
             self.final[tid] = msg
-            return
-        if not msg.records:
-            return
-        meta = self._meta(tid)
-        size = {k: self.info.get(tid, {}).get(k) for k in ("train_size", "test_size")}
-        self.store.upsert(EPOCHS_TABLE, [{**meta, **size, **r} for r in msg.records])
-        for r in msg.records:
-            self.last_epoch[tid] = max(self.last_epoch.get(tid, 0), int(r.get("epoch", 0)))
-            self.display.epoch(tid, r)
-            if self.tracker is not None:
-                self.tracker.log(tid, r, step=int(r.get("epoch", 0)))
+        elif msg.records:
+            self._write(tid, self.store.add_epochs, msg.records)
+            for r in msg.records:
+                self.last_epoch[tid] = max(self.last_epoch.get(tid, 0), int(r.get("epoch", 0)))
+                self.display.epoch(tid, r)
+                if self.tracker is not None:
+                    self.tracker.log(tid, r, step=int(r.get("epoch", 0)))
 
     def summarise(self, tid: str, status: str, error: str | None, error_file: str | None = None) -> None:
-        """The trial's summary row, once, when Tune says it ended."""
+        """The trial's summary, once, when Tune says it ended; its claim is given back with it."""
         if tid in self.finished:
             return
         self.finished.add(tid)
@@ -150,15 +157,21 @@ class StoreCallback(tune.Callback):
                    for rec in self.store.epochs_of(tid).to_dict("records")]
         summary = summarize_records(status, records, error)
         summary["epochs_done"] = summary.pop("epochs")
-        t0, started_at = self.started.get(tid, (time.monotonic(), now()))
         info = self.info.get(tid, {})
-        row = {**self._meta(tid), **summary, "total_epochs": self.trials[tid].config.total_epochs,
-               "elapsed_seconds": time.monotonic() - t0, "attempts": self.attempts.get(tid, 1),
-               "started_at": started_at, "finished_at": now(),
-               "train_size": info.get("train_size"), "test_size": info.get("test_size"),
-               "parameters": info.get("parameters"), "error_file": error_file,
+        row = {**summary, "total_epochs": self.trials[tid].config.total_epochs,
+               "elapsed_seconds": time.monotonic() - self.started.get(tid, time.monotonic()),
+               "finished_at": now(), "error_file": error_file,
+               **{k: info.get(k) for k in ("train_size", "test_size", "num_classes", "parameters")},
+               "resumed_from_epoch": info.get("start_epoch"),  # the last attempt's first epoch - 1
                **{f"timing.{k}": info.get("timing", {}).get(k) for k in TIMING_KEYS}}
-        self.store.upsert(TRIALS_TABLE, [row])
+        self._write(tid, self.store.update_trial, row, release=True)
         self.display.trial_finished(tid, status)
         if self.tracker is not None:
             self.tracker.finish(tid, {k: v for k, v in summary.items() if v is not None})
+
+
+def trial_row(plan: SweepPlan, trial: Trial, common: dict[str, Any]) -> dict[str, Any]:
+    """The columns a trial's row starts with when a driver first claims it: its configuration,
+    the sweep that computes it, its axis values there, and `common` (git.*, version.*)."""
+    return {"trial_id": trial.id, "sweep": plan.spec.name, **trial.config.flat(),
+            "axes": json.dumps(trial.axes, sort_keys=True), "total_epochs": trial.config.total_epochs, **common}

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RUNTIME_ONLY_KEYS, RunConfig, build_config
+from ..config import RunConfig, build_config, check_root_used, runtime_keys, validate_names
+from ..config import varying_keys as _varying
 from ..errors import ConfigError
 from .spec import POSITIONAL_KEYS, SweepSpec
 
@@ -106,7 +107,10 @@ def count_trials(spec: SweepSpec, drop: set[str] = frozenset(), datasets: int = 
 def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | None = None,
            max_trials: int = MAX_TRIALS) -> Expansion:
     """Resolve every trial's config; any invalid combination raises ConfigError before anything runs,
-    and so does a spec of more than `max_trials` trials."""
+    and so does a spec of more than `max_trials` trials.
+
+    Every trial is checked without torch first; the names only timm knows (model, optimizer) are
+    checked last, once per distinct name, so a mistake anywhere else fails before timm is imported."""
     sets = dict(sets or {})
     src = spec.source
     profile = profile or spec.profile
@@ -125,9 +129,14 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
 
     # The base must be valid on its own: blame overrides and --set before any combination.
     base = {**spec.overrides}
-    build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides")
+    named: dict[tuple, tuple[RunConfig, str]] = {}  # model and optimizer → where they are first set
+    checked = [(build_config(recipe, profile, mode, _absolute(base), where=f"{src}: overrides", check_names=False),
+                f"{src}: overrides")]
     if sets:
-        build_config(recipe, profile, mode, _absolute({**base, **sets}), where="--set")
+        checked.append((build_config(recipe, profile, mode, _absolute({**base, **sets}), where="--set",
+                                     check_names=False), "--set"))
+    for cfg, where in checked:
+        named.setdefault(_timm_names(cfg), (cfg, where))
 
     if "data.dataset" in sets:
         datasets = [sets["data.dataset"]]
@@ -155,8 +164,9 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                 overrides.update(sets)
                 label = " ".join([f"{k}={_short(v)}" for k, v in point.items()] + [f"seed={seed}"]
                                  + ([ds] if ds else []))
-                cfg = build_config(args["recipe"], profile, args["mode"], _absolute(overrides),
-                                   where=f"{src}: trial {label}")
+                where = f"{src}: trial {label}"
+                cfg = build_config(args["recipe"], profile, args["mode"], _absolute(overrides), where=where,
+                                   check_names=False)
                 cfg = _absolute_config(cfg)
                 tid = cfg.content_hash()
                 if tid in seen:
@@ -165,8 +175,20 @@ def expand(spec: SweepSpec, profile: str | None = None, sets: dict[str, Any] | N
                 seen.add(tid)
                 trials.append(Trial(id=tid, sweep=spec.name, index=len(trials), seed=seed,
                                     dataset=cfg.data.dataset, axes=dict(point), config=cfg))
+                named.setdefault(_timm_names(cfg), (cfg, where))
+    if "data.root" in sets or "data.root" in spec.overrides:
+        check_root_used({t.dataset for t in trials}, "--data-root (--set data.root)" if "data.root" in sets else
+                        f"{src}: overrides.data.root")
+    for cfg, where in named.values():
+        validate_names(cfg, where)
     return Expansion(spec=spec, profile=profile, trials=trials, varying=varying_keys([t.config for t in trials]),
                      collapsed=collapsed, duplicates=duplicates)
+
+
+def _timm_names(cfg: RunConfig) -> tuple:
+    """What `validate_names` checks: the model (its name, kwargs and size) and the optimizer."""
+    return (cfg.model.name, json.dumps(cfg.model.kwargs, sort_keys=True, default=str), cfg.views.global_size,
+            cfg.optim.name, cfg.optim.fused)
 
 
 def varying_keys(configs: list[RunConfig]) -> list[str]:
@@ -174,9 +196,8 @@ def varying_keys(configs: list[RunConfig]) -> list[str]:
     if len(configs) < 2:
         return []
     flats = [c.flat() for c in configs]
-    skip = {f"{section}.{key}" if section else key for section, key in RUNTIME_ONLY_KEYS}
-    keys = [k for k in flats[0] if k not in skip]
-    return [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+    skip = runtime_keys()
+    return _varying({k: [json.dumps(f.get(k), sort_keys=True) for f in flats] for k in flats[0] if k not in skip})
 
 
 def _absolute(overrides: dict[str, Any]) -> dict[str, Any]:

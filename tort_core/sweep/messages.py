@@ -11,6 +11,8 @@ Kinds, in the order a trial sends them:
     replay  epochs restored from a checkpoint, which a driver may not have stored (`records`)
     epoch   one finished epoch (`records` holds its one record)
     final   fit returned: `status` (completed | failed) and `error`
+    held    the run directory is locked by another process (`error` names it): the trial did not
+            start, and the driver runs it again later
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RESULT_KEY = "tort"
 
-MessageKind = Literal["start", "replay", "epoch", "final"]
+MessageKind = Literal["start", "replay", "epoch", "final", "held"]
 
 
 class TrialMessage(BaseModel):
@@ -33,7 +35,7 @@ class TrialMessage(BaseModel):
                                                                    "timing (see driver.TIMING_KEYS)")
     records: list[dict[str, Any]] = Field(default_factory=list, description="epoch records (replay, epoch)")
     status: str | None = Field(None, description="final: completed | failed")
-    error: str | None = None
+    error: str | None = Field(None, description="final: why it failed; held: who holds the run directory")
 
     def to_result(self) -> dict[str, Any]:
         out: dict[str, Any] = {RESULT_KEY: self.model_dump(mode="json")}

@@ -56,7 +56,7 @@ def collect_outcome(plan: SweepPlan, store: ResultStore, wall: float, interrupte
     out = []
     for t in plan.trials:
         r = by_id.get(t.id)
-        if r is None:
+        if r is None or r.get("status") == "running":
             out.append(TrialOutcome(t.id, t.label, "not run", total_epochs=t.config.total_epochs))
             continue
         status = "skipped" if t.id in skipped else str(r.get("status"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..config import missing_checkpoint
 from ..errors import ConfigError, DataError
 from .layout import state_path
 from .plan import SweepPlan
@@ -97,8 +98,7 @@ def check_data(plan: SweepPlan) -> None:
     for t in plan.to_run:
         init = t.config.model.init
         if init is not None and not Path(init).is_file():
-            raise ConfigError(f"{plan.spec.source}: trial {t.label}: model.init: checkpoint '{init}' does not exist; "
-                              f"pass a local .pt/.pth/.safetensors file")
+            raise ConfigError(f"{plan.spec.source}: trial {t.label}: model.init: {missing_checkpoint(init)}")
         key = (t.config.data.dataset, str(t.config.data.root))
         if t.config.data.dataset == "digits" or key in seen:
             continue

@@ -55,4 +55,5 @@ def hardware(device_name: str, cpus: float, gpus: float) -> dict[str, Any]:
             "hw.cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "hw.ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
             "hw.cpus": float(cpus), "hw.gpus": float(gpus), "hw.torch_threads": torch.get_num_threads(),
-            "hw.cpu_count": os.cpu_count(), "hw.pid": os.getpid(), "hw.started_at": now()}
+            "hw.cpu_count": os.cpu_count(), "hw.pid": os.getpid(), "hw.started_at": now(),
+            "hw.ray_node": ray.get_runtime_context().get_node_id()}

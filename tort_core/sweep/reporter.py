@@ -18,7 +18,7 @@ from ..trainer import Callback
 from .layout import CHECKPOINT
 from .messages import TrialMessage
 
-INFO_KEYS = ("train_size", "test_size", "num_classes", "parameters", "total_epochs", "steps_per_epoch")
+INFO_KEYS = ("train_size", "test_size", "num_classes", "parameters", "total_epochs", "steps_per_epoch", "start_epoch")
 
 
 class TuneReporter(Callback):

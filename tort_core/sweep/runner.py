@@ -28,27 +28,28 @@ them in order.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
 import shutil
 import socket
+import sqlite3
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
-from ..errors import ConfigError
-from ..store import MEMBERS_TABLE, ResultStore
+from ..errors import STORAGE_ERRNOS, ConfigError
+from ..store import Heartbeat, Owner, ResultStore
 from .layout import RAY_DIR, RUNS_DIR, run_dir, state_path
 from .outcome import SweepOutcome, TrialOutcome, collect_outcome
 from .plan import CostEstimate, SweepPlan, done_statuses, estimate_cost, plan_sweep
 from .preflight import check_address, check_data, check_state, multi_node, resolve_resources
 from .provenance import git_info, now, package_versions
+from .expand import Trial
 from .spec import SweepSpec
 from .trainable import TRIAL_KEY, TrialPayload, train_trial
 
@@ -73,6 +74,10 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
     ConfigError (or DataError) before any trial starts when the spec, the overrides, the
     resources or a dataset root are wrong. `reuse_actors=False` runs every trial in a fresh
     worker process (same results, seconds slower per trial: for comparisons).
+
+    Several drivers may run sweeps on one store at once: each trial is claimed in the store by
+    one driver (a lease its heartbeat renews); a driver runs what it claimed and waits for the
+    trials of its sweep that another driver runs.
     """
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     plan = spec if isinstance(spec, SweepPlan) else plan_sweep(spec, profile, sets, results_dir, force)
@@ -83,7 +88,7 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
     if address is None:
         check_data(plan)
     if not plan.to_run:
-        store.upsert(MEMBERS_TABLE, member_rows(plan))
+        store.add_members(member_rows(plan))
         return collect_outcome(plan, store, time.monotonic() - t_start, interrupted=False)
 
     timing: dict[str, float] = {}
@@ -92,11 +97,25 @@ def run_sweep(spec: SweepPlan | SweepSpec | str | Path, *, profile: str | None =
         gpus, cpus = resolve_resources(plan.spec, gpus_per_trial, cpus_per_trial, local=address is None,
                                        console=console)
         # Nothing in the store changes before this point: bad input leaves it as it was.
-        prepare_store(plan, store, force)
-        concurrency = max_concurrent or plan.spec.max_concurrent
-        outcome = _tune(plan, store, concurrency=concurrency, cpus=cpus, gpus=gpus, wandb=wandb, storage=storage,
-                        progress=progress, console=console, reuse_actors=reuse_actors, timing=timing,
-                        t_start=t_start, t_setup=t_setup)
+        prepare_store(plan, store)
+        settings = RoundSettings(concurrency=max_concurrent or plan.spec.max_concurrent, cpus=cpus, gpus=gpus,
+                                 storage=Path(storage).expanduser().resolve() if storage else plan.results_dir / RAY_DIR,
+                                 reuse_actors=reuse_actors)
+        tracker = None
+        if wandb:
+            from ..tracking import WandbTracker
+
+            tracker = WandbTracker(plan.results_dir, plan.spec.name)
+        try:
+            display = make_display(plan, settings.concurrency, console, progress)
+            interrupted = run_rounds(plan, store, settings, tracker, display, force=force, timing=timing,
+                                     t_setup=t_setup)
+        finally:
+            if tracker is not None:
+                tracker.close()
+        if not interrupted:
+            state_path(plan.results_dir, plan.spec.name).unlink(missing_ok=True)
+        outcome = collect_outcome(plan, store, time.monotonic() - t_start, interrupted=interrupted)
     outcome.timing = timing
     outcome.wall_seconds = time.monotonic() - t_start
     return outcome
@@ -133,7 +152,10 @@ def ray_session(address: str | None, timing: dict[str, float]):
         if address is not None:
             check_address(address)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            # Without --address, a Ray of this sweep's own: `address=None` would join any cluster
+            # another process on this machine started (or RAY_ADDRESS names), and run there.
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
             if address is None:
                 raise
@@ -151,69 +173,113 @@ def ray_session(address: str | None, timing: dict[str, float]):
         timing["shutdown_seconds"] = time.monotonic() - t_end
 
 
-def prepare_store(plan: SweepPlan, store: ResultStore, force: bool) -> None:
-    """Before Tune starts: forget what --force recomputes, record the membership, write each trial's
-    config.yaml, and mark the sweep as running."""
-    results = plan.results_dir
-    if force:
-        store.forget([t.id for t in plan.to_run])
-        for t in plan.to_run:
-            shutil.rmtree(run_dir(results, t.id), ignore_errors=True)
-    store.upsert(MEMBERS_TABLE, member_rows(plan))
-    for t in plan.to_run:
-        d = run_dir(results, t.id)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.yaml").write_text(yaml.safe_dump(t.config.model_dump(mode="json"), sort_keys=False))
-    path = state_path(results, plan.spec.name)
+def prepare_store(plan: SweepPlan, store: ResultStore) -> None:
+    """Before Tune starts: record the sweep's membership and mark the sweep as running (its
+    state file: a later start without --resume is told it was interrupted)."""
+    store.add_members(member_rows(plan))
+    path = state_path(plan.results_dir, plan.spec.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": now(),
                                 "trials": [t.id for t in plan.to_run]}))
 
 
-def _tune(plan: SweepPlan, store: ResultStore, *, concurrency: int | None, cpus: float, gpus: float, wandb: bool,
-          storage: str | Path | None, progress: bool, console: Console, reuse_actors: bool,
-          timing: dict[str, float], t_start: float, t_setup: float) -> SweepOutcome:
-    """Run the plan's trials in one Tuner and read back what they did."""
+@dataclass(frozen=True)
+class RoundSettings:
+    concurrency: int | None
+    cpus: float
+    gpus: float
+    storage: Path  # Tune's storage path
+    reuse_actors: bool
+
+
+# A trial whose run directory stays held (by a process outside any claim) is given up after this
+# many rounds, with an error naming the holder.
+MAX_HELD_ROUNDS = 5
+
+
+def run_rounds(plan: SweepPlan, store: ResultStore, settings: RoundSettings, tracker, display, *, force: bool,
+               timing: dict[str, float], t_setup: float) -> bool:
+    """Claim what no other driver holds, run it, wait for what others hold, until every trial of
+    the plan is finished (by this driver or another). Returns whether the sweep was interrupted."""
+    from .driver import trial_row
+
+    owner = Owner.new(plan.spec.name)
+    common = {**git_info(), **package_versions()}
+    done = done_statuses(plan.spec)
+    pending = list(plan.to_run)
+    held_rounds: dict[str, int] = {}
+    waiting = False
+    fresh = force
+    timing.setdefault("tune_seconds", 0.0)
+    with Heartbeat(store, owner):
+        try:
+            while pending:
+                claims = store.claim([trial_row(plan, t, common) for t in pending], owner, done, fresh=fresh)
+                if fresh:
+                    for tid in claims.claimed:  # --force: the trial starts over, checkpoint included
+                        shutil.rmtree(run_dir(plan.results_dir, tid), ignore_errors=True)
+                    fresh = False  # once: a later round must not discard what this one computed
+                pending = [t for t in pending if t.id not in claims.done]
+                batch = [t for t in pending if t.id in claims.claimed]
+                if not batch:
+                    if pending and not waiting:
+                        waiting = True
+                        display.note(f"waiting for {len(claims.held)} trial(s) that another driver runs: "
+                                     f"{', '.join(sorted(set(claims.held.values())))}")
+                    if pending:
+                        time.sleep(min(5.0, store.lease / 4))
+                    continue
+                waiting = False
+                finished, held = run_round(plan, batch, store, owner, settings, tracker, display, timing, t_setup)
+                pending = [t for t in pending if t.id not in finished]
+                if any(t.id not in finished and t.id not in held for t in batch):
+                    return True  # Tune stopped before these ended: interrupted
+                for tid, holder in held.items():
+                    held_rounds[tid] = held_rounds.get(tid, 0) + 1
+                    display.trial_deferred(tid)
+                    if held_rounds[tid] >= MAX_HELD_ROUNDS:
+                        store.update_trial(tid, {"status": "failed", "error": holder, "finished_at": now()}, owner,
+                                           release=True)
+                        pending = [t for t in pending if t.id != tid]
+                if held:
+                    time.sleep(min(5.0, store.lease / 4))
+            return False
+        finally:
+            # Best effort: a full disk may refuse even this (the leases then lapse on their own),
+            # and the error that stopped the sweep is the one to report.
+            with contextlib.suppress(sqlite3.Error, OSError):
+                store.release([t.id for t in pending], owner)
+
+
+def run_round(plan: SweepPlan, batch: list[Trial], store: ResultStore, owner: Owner, settings: RoundSettings,
+              tracker, display, timing: dict[str, float], t_setup: float) -> tuple[set[str], dict[str, str]]:
+    """One Tuner over the claimed trials; returns the ids that finished and those whose run
+    directory was held (id → holder)."""
     from .driver import StoreCallback
 
-    tracker = None
-    if wandb:
-        from ..tracking import WandbTracker
-
-        tracker = WandbTracker(plan.results_dir, plan.spec.name)
+    callback = StoreCallback(plan, batch, store, owner, tracker, display)
+    payload = TrialPayload(configs={t.id: t.config.model_dump(mode="json") for t in batch},
+                           runs_root=str(plan.results_dir / RUNS_DIR), cpus=settings.cpus, gpus=settings.gpus,
+                           versions=package_versions(), tune_checkpoints=multi_node())
+    name = f"{plan.spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    tuner = build_tuner(plan, batch, payload, callback, concurrency=settings.concurrency,
+                        storage_path=settings.storage, name=name, reuse_actors=settings.reuse_actors)
+    timing.setdefault("setup_seconds", time.monotonic() - t_setup)
+    t_fit = time.monotonic()
     try:
-        display = make_display(plan, concurrency, console, progress)
-        callback = StoreCallback(plan, store, tracker, display, git_info())
-        payload = TrialPayload(configs={t.id: t.config.model_dump(mode="json") for t in plan.to_run},
-                               runs_root=str(plan.results_dir / RUNS_DIR), cpus=cpus, gpus=gpus,
-                               versions=package_versions(), tune_checkpoints=multi_node())
-        storage_path = Path(storage).expanduser().resolve() if storage else plan.results_dir / RAY_DIR
-        name = f"{plan.spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        tuner = build_tuner(plan, payload, callback, concurrency=concurrency, storage_path=storage_path, name=name,
-                            reuse_actors=reuse_actors)
-        timing["setup_seconds"] = time.monotonic() - t_setup
-        t_fit = time.monotonic()
-        try:
-            fit_quietly(tuner, display, console)
-        finally:
-            timing["tune_seconds"] = time.monotonic() - t_fit
-        finished = callback.finished
-        drop_tune_copies(storage_path / name, finished)
-        interrupted = any(t.id not in finished for t in plan.to_run)
-        if not interrupted:
-            state_path(plan.results_dir, plan.spec.name).unlink(missing_ok=True)
-        return collect_outcome(plan, store, time.monotonic() - t_start, interrupted=interrupted)
+        fit_quietly(tuner, display, display.console)
     finally:
-        if tracker is not None:
-            tracker.close()
+        timing["tune_seconds"] += time.monotonic() - t_fit
+    drop_tune_copies(settings.storage / name, callback.finished)
+    return callback.finished, callback.held
 
 
 def _trial_name(trial) -> str:
     return trial.config[TRIAL_KEY]
 
 
-def build_tuner(plan: SweepPlan, payload: TrialPayload, callback, *, concurrency: int | None, storage_path: Path,
-                name: str, reuse_actors: bool):
+def build_tuner(plan: SweepPlan, trials: list[Trial], payload: TrialPayload, callback, *,
+                concurrency: int | None, storage_path: Path, name: str, reuse_actors: bool):
     from ray import tune
 
     trainable = tune.with_resources(tune.with_parameters(train_trial, payload=payload),
@@ -224,12 +290,12 @@ def build_tuner(plan: SweepPlan, payload: TrialPayload, callback, *, concurrency
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(time_attr="epoch", metric=es.metric, mode=es.mode,
-                                  max_t=max(t.config.total_epochs for t in plan.to_run),
+                                  max_t=max(t.config.total_epochs for t in trials),
                                   grace_period=es.grace_period, reduction_factor=es.reduction_factor,
                                   stop_last_trials=False)
     return tune.Tuner(
         trainable,
-        param_space={TRIAL_KEY: tune.grid_search([t.id for t in plan.to_run])},
+        param_space={TRIAL_KEY: tune.grid_search([t.id for t in trials])},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=concurrency, scheduler=scheduler,
             # Same resources for every trial: the next trial runs in the same worker process,
@@ -264,9 +330,6 @@ def fit_quietly(tuner, display, console: Console) -> None:
         display.stop()
 
 
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-
-
 def storage_error(err: BaseException) -> OSError | None:
     """The full-disk (quota, read-only) OSError behind `err`, following causes and contexts."""
     seen: set[int] = set()
@@ -274,6 +337,10 @@ def storage_error(err: BaseException) -> OSError | None:
         seen.add(id(err))
         if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
             return err
+        if isinstance(err, sqlite3.OperationalError) and ("disk is full" in str(err) or "readonly" in str(err)):
+            # the store's own full disk: SQLite says so in words (and rolls the transaction back)
+            code = errno.ENOSPC if "full" in str(err) else errno.EROFS
+            return OSError(code, f"{os.strerror(code)} (the results store: {err})")
         err = err.__cause__ or err.__context__
     return None
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 from ..config import _DICT_FIELDS, PROFILES, RunConfig, check_key, known_keys
 from .. import safe_yaml
 from ..errors import ConfigError
-from ..registry import suggest
+from ..registry import DATASETS, RECIPES, suggest
 
 # Keys that a spec varies through its own fields, not through axes/overrides.
 RESERVED_KEYS = {
@@ -284,9 +284,7 @@ def _check_axis_shapes(data: dict[str, Any], source: str) -> None:
 
 
 def _check_names(spec: SweepSpec) -> None:
-    from ..data import DATASETS
-    from ..recipes import RECIPES
-
+    # From the catalog and the plug-ins' metadata: nothing is imported.
     src = spec.source
     if spec.recipe not in RECIPES:
         raise ConfigError(f"{src}: recipe: unknown recipe '{spec.recipe}'{suggest(spec.recipe, RECIPES.names())}; "
@@ -357,6 +355,15 @@ def _check_values(spec: SweepSpec) -> None:
                 raise ConfigError(f"{src}: zip[{i}]: row {j} repeats row {rows.index(r)}; remove the duplicate")
 
 
+def check_sets(sets: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's `--set` overrides, each key and value checked as a spec's overrides are (no torch,
+    no pandas: before the runner is imported); returns them. Cross-key checks come at expansion."""
+    for key, value in sets.items():
+        check_key(key, "--set")
+        check_value(key, value, f"--set: {key}")
+    return sets
+
+
 def _check_axis(key: str, values: list[Any], where: str, unique: bool = True) -> None:
     reprs = [json.dumps(v, sort_keys=True, default=str) for v in values]
     for i, r in enumerate(reprs):
@@ -369,8 +376,6 @@ def _check_axis(key: str, values: list[Any], where: str, unique: bool = True) ->
 def check_value(key: str, value: Any, where: str, hint_list: bool = False) -> None:
     """Validate one value of one dotted key, as RunConfig would."""
     if key in POSITIONAL_KEYS:
-        from ..recipes import RECIPES
-
         if key == "recipe" and value not in RECIPES:
             raise ConfigError(f"{where}: unknown recipe {value!r}{suggest(str(value), RECIPES.names())}; "
                               f"choose one of {', '.join(RECIPES.names())}")

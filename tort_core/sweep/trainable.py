@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,22 +39,33 @@ class TrialPayload:
     tune_checkpoints: bool  # several nodes: Tune keeps a copy of each epoch checkpoint for a retry
 
 
+class RunDirHeld(Exception):
+    """Another live process holds the run directory's lock (its message names the holder)."""
+
+
 @contextlib.contextmanager
-def exclusive(run_dir: Path, timeout: float = 300.0):
-    """Hold the run directory's lock: a worker of a killed driver may still be finishing its step,
-    and two processes must never write one run directory. flock is released by the kernel when
-    its holder dies."""
+def exclusive(run_dir: Path, grace: float = 5.0):
+    """Hold the run directory's lock: two processes must never write one run directory (a worker
+    of a killed driver may still be finishing its step). flock is released by the kernel when its
+    holder dies. A lock still held after `grace` seconds raises RunDirHeld at once, naming the
+    holder (host and pid, written into the lock file), instead of waiting on it."""
     with open(run_dir / ".lock", "a+") as fh:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + grace
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"run directory {run_dir} is locked by another process") from None
-                time.sleep(1.0)
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    raise RunDirHeld(f"run directory {run_dir} is in use by {holder}") from None
+                time.sleep(0.2)
         try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+            fh.flush()
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
@@ -131,7 +144,13 @@ def train_trial(config: dict[str, Any], payload: TrialPayload) -> None:
     reporter = TuneReporter(run_dir, hw, timing, built_at=time.monotonic(), tune_checkpoints=payload.tune_checkpoints)
     # The driver learns the hardware before anything can fail (a trial may raise before epoch 1).
     reporter.send(TrialMessage(kind="start", hw=hw))
-    with exclusive(run_dir):
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive(run_dir))
+        except RunDirHeld as held:
+            # Not a failure of the trial: the driver runs it again once the holder is gone.
+            reporter.send(TrialMessage(kind="held", hw=hw, error=str(held)))
+            return
         restore_from_tune(run_dir)
         t_data = time.monotonic()
         # Loaded (and decoded) once per worker process: a reused actor's next trial gets it from
