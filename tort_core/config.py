@@ -415,10 +415,13 @@ class RunConfig(_Section):
 
     def content_hash(self) -> str:
         """A stable id of what the run computes: excludes where and how fast it runs (see identity.py)."""
-        from .identity import hash_blob, identity_blob
+        from .identity import corrections, hash_blob, identity_blob
 
         cls = type(self)
         data = identity_blob(self.model_dump(mode="json"), _default_dump(cls), runtime_keys(cls), set(known_keys(cls)))
+        fixed = corrections(self)
+        if fixed:
+            data["corrections"] = fixed
         if not (self.compile and self.compile_random == "fused"):
             data.pop("compile_random")  # eager's masks: nothing else is computed (and older ids still hold)
         if self.data.dataset == "imagefolder" and self.data.root is not None:
