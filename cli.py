@@ -167,6 +167,8 @@ def sweep(
     # A malformed spec or --set fails here, before pandas, torch and Ray are imported.
     spec_obj = load_spec(spec)
     overrides = check_sets(parse_sets(sets))
+    if not dry_run:
+        _will_be_writable(results, "--results")
     from tort_core.sweep.runner import plan_sweep, run_sweep
 
     plan = plan_sweep(spec_obj, profile=profile, sets=overrides, results_dir=results, force=force,
@@ -276,8 +278,8 @@ def recipes() -> None:
     """List the recipes and losses: tort's own and installed plug-ins."""
     from tort_core.registry import LOSSES, RECIPES
 
-    for registry in (RECIPES, LOSSES):
-        out.print(f"{registry.kind}s:", markup=False)
+    for registry, heading in ((RECIPES, "recipes"), (LOSSES, "losses")):
+        out.print(f"{heading}:", markup=False)
         for name in registry.names():
             try:
                 summary = registry.info(name).summary
@@ -339,6 +341,8 @@ def compare_cmd(
     from tort_core.sweep.comparison import run_comparison
 
     _will_be_writable(out_dir, "--out")  # before any training, not after it (nothing is created yet)
+    if run:
+        _will_be_writable(results, "--results")
     res = run_comparison(baseline, method, names, seed_spec, profile, mode, epochs, init, overrides, results,
                          run=run, wandb=wandb, max_concurrent=max_concurrent, progress=progress, console=err)
     err.print(f"comparison sweep {res.sweep}: {res.planned} trials, {res.reused} reused from the store, "

@@ -52,6 +52,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from .errors import TortError
+
 EPOCHS_TABLE = "epochs"
 TRIALS_TABLE = "trials"
 MEMBERS_TABLE = "sweeps"  # the name callers use; the SQL table is `members`
@@ -75,6 +77,14 @@ def lease_seconds() -> float:
         return float(os.environ.get("TORT_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
     except ValueError:
         return DEFAULT_LEASE_SECONDS
+
+
+class StoreDamaged(TortError):
+    """The store's database file cannot be read: truncated, overwritten, or not a database."""
+
+    def __init__(self, path: Path, err: BaseException):
+        super().__init__(f"the results store '{path}' is damaged ({err}); restore it from a copy, or move it aside "
+                         f"and run again (completed trials are then recomputed)")
 
 
 class ClaimLost(RuntimeError):
@@ -249,11 +259,18 @@ class ResultStore:
             # group that shares the store may write it; its -wal/-shm files copy this mode.
             os.close(os.open(self.db_path, os.O_CREAT | os.O_RDWR, 0o666))
             con = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=True)
-            con.execute("PRAGMA busy_timeout=60000")
-            con.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit survives the process being killed; only a power cut can lose
-            # the last commits (never the database).
-            con.execute("PRAGMA synchronous=NORMAL")
+            try:
+                con.execute("PRAGMA busy_timeout=60000")
+                con.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a commit survives the process being killed; only a power cut can lose
+                # the last commits (never the database).
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("PRAGMA schema_version").fetchone()  # reads the header: a damaged file fails here
+            except sqlite3.DatabaseError as err:
+                con.close()
+                if isinstance(err, sqlite3.OperationalError):  # busy, full disk: not damage
+                    raise
+                raise StoreDamaged(self.db_path, err) from None
             self._local.con = con
             self._local.schema = False
         return con
@@ -346,7 +363,10 @@ class ResultStore:
         out = {}
         for table, rel in _LEGACY.items():
             path = self.root / rel
-            out[table] = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+            try:
+                out[table] = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+            except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+                raise StoreDamaged(path, str(err).splitlines()[0][:200]) from None
         return out
 
     def read_all(self) -> dict[str, pd.DataFrame]:

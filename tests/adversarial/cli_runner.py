@@ -17,9 +17,10 @@ TINY_ARGS = ["--profile", "demo", "--no-progress", "--set", "epochs=1", "--set",
              "--set", "views.n_local=2", "--set", "batch_size=16", "--threads", "1"]
 
 
-def run_tort(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_tort(*args: str, cwd: Path | None = None, timeout: float = 300,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The installed `tort` entry point, as a user runs it (this checkout first on the path)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, **(env or {}), PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [str(TORT)] if TORT.exists() else [sys.executable, "-m", "cli"]
     return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 

@@ -52,6 +52,18 @@ def test_a_damaged_checkpoint_restarts_its_trial_instead_of_failing_every_resume
     assert (run_dir / "checkpoint.pt.corrupt").read_bytes() == b"cut short by a full disk"
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_without_address_a_sweep_runs_on_a_ray_of_its_own(tmp_path):
+    """Not on whatever cluster RAY_ADDRESS (or another process's Ray on this machine) names."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC.replace("seeds: 2", "seeds: 1"))
+    proc = run_tort("sweep", spec, "--results", tmp_path / "results", "--no-wandb", "--no-progress", cwd=tmp_path,
+                    env={"RAY_ADDRESS": "127.0.0.1:9"})  # nothing listens there
+    assert proc.returncode == 0, proc.stderr
+    assert "1 completed" in proc.stdout
+
+
 def _display(lines: bool, clock):
     from tort_core.sweep.display import SweepDisplay
 

@@ -148,7 +148,7 @@ def test_the_checkpoint_mode_times_every_writer_and_cleans_up(bench, tmp_path):
 
 
 def test_a_run_cut_off_midway_leaves_the_rows_it_finished(bench, tmp_path, monkeypatch):
-    # As when a lent GPU's time limit stops a phase: the first recipe's row is in the JSON already.
+    # As when a booked GPU's time limit stops a phase: the first recipe's row is in the JSON already.
     calls = []
 
     def startup(recipe, profile, overrides):

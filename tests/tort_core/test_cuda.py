@@ -1,5 +1,5 @@
 """What only a GPU can check: the device halves and the trainer on CUDA. Skipped without one;
-on a lent GPU machine run them first: `python -m pytest -q tests/tort_core/test_cuda.py`."""
+on a GPU machine run them first: `python -m pytest -q tests/tort_core/test_cuda.py`."""
 
 from __future__ import annotations
 
