@@ -318,8 +318,6 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
     run_dir = Path(run_dir).resolve() if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        # The run directory's config.yaml, written here only (tort train and sweeps alike).
-        write_text_atomic(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), run_dir / "config.yaml")
     config_id = cfg.content_hash()
     device = resolve_device(cfg.device)
     autocast = autocast_for(cfg, device)
@@ -371,6 +369,10 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
         if records:
             # The checkpoint was taken before its own epoch's record learnt what the write cost.
             records[-1].setdefault("checkpoint_seconds", math.nan)
+    if run_dir is not None:
+        # The run directory's config.yaml, written here only (tort train and sweeps alike), once a
+        # checkpoint already there is known to be this config's: a refused resume leaves it as it was.
+        write_text_atomic(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), run_dir / "config.yaml")
 
     info = {"config_id": config_id, "device": str(device), "steps_per_epoch": steps_per_epoch,
             "total_epochs": cfg.total_epochs, "start_epoch": start_epoch, "num_classes": data.num_classes,
