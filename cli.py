@@ -91,12 +91,13 @@ def train(
     _will_be_writable(run_dir, "--out")
     run_dir = run_dir.expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)  # fit writes config.yaml there
-    meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile,
+    meta = {"config_id": cfg.content_hash(), "recipe": cfg.recipe, "profile": cfg.profile, "fidelity": cfg.fidelity,
             "dataset": cfg.data.dataset, "seed": cfg.seed, "model": cfg.model.name}
     callbacks = [ParquetRecorder(run_dir / "metrics.parquet", meta), SummaryWriter(run_dir / "summary.json", meta)]
     if progress:
         callbacks.append(RichProgress(err))
-    err.print(f"run {meta['config_id']}: {cfg.recipe} / {cfg.profile} / {cfg.data.dataset} / {cfg.model.name} "
+    err.print(f"run {meta['config_id']}: {cfg.recipe} / {cfg.fidelity} / {cfg.profile} / {cfg.data.dataset} / "
+              f"{cfg.model.name} "
               f"→ {run_dir}", markup=False)
     result = fit(cfg, run_dir, callbacks=callbacks, resume=resume, data=data)
     if result.status != "completed":

@@ -34,6 +34,12 @@ class DatasetInfo:
     test: str = "test"
     layout: str = ""
     module: str = "tort_core.data"  # where the dataset's loader is registered
+    original: tuple[str, str] | None = None  # (train, eval) splits of the original Tort code, where they differ
+
+    @property
+    def original_splits(self) -> tuple[str, str]:
+        """The (train, eval) splits under data.splits=original: the original code's (its dataset.py)."""
+        return self.original or (self.train, self.test)
 
     @property
     def sizes(self) -> tuple[int, int] | None:
@@ -55,11 +61,11 @@ DATASET_INFO: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("flowers102", "Oxford Flowers-102", 102,
                 "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ (Nilsback & Zisserman, 2008)",
                 splits={"train": 1020, "val": 1020, "test": 6149},
-                layout="ROOT/flowers-102/{jpg/, imagelabels.mat, setid.mat}"),
+                layout="ROOT/flowers-102/{jpg/, imagelabels.mat, setid.mat}", original=("train", "val")),
     DatasetInfo("fgvc_aircraft", "FGVC-Aircraft (variants)", 100,
                 "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (Maji et al., 2013)",
                 splits={"train": 3334, "val": 3333, "trainval": 6667, "test": 3333}, train="trainval",
-                layout="ROOT/fgvc-aircraft-2013b/data/{images/, images_variant_*.txt}"),
+                layout="ROOT/fgvc-aircraft-2013b/data/{images/, images_variant_*.txt}", original=("train", "val")),
     DatasetInfo("stanford_cars", "Stanford Cars", 196,
                 "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (Krause et al., 2013)",
                 splits={"train": 8144, "test": 8041},
@@ -96,7 +102,12 @@ RECIPE_INFO: dict[str, RecipeInfo] = {r.name: r for r in (
     RecipeInfo("tort", "Tort", "the thesis's method: supervised cross-entropy + DINO-style self-distillation "
                "(EMA teacher, multi-crop with a masked view) + rotation prediction"),
     RecipeInfo("sota", "sota (thesis baseline)", "the thesis's supervised baseline after Steiner et al., run "
-               "with timm's training script"),
+               "with timm's training script (fidelity=as_run: the original code's configs/01 exactly)"),
+    RecipeInfo("augreg", "AugReg (Steiner et al.)", "Steiner et al.'s 'How to train your ViT?' recipe as "
+               "published: AdamW-style decoupled weight decay 0.1, dropout and stochastic depth 0.1, "
+               "RandAugment(2, 15), Mixup 0.5, clipping at 1"),
+    RecipeInfo("deit", "DeiT (Touvron et al.)", "DeiT's training recipe: AdamW, RandAugment, Mixup + CutMix, "
+               "label smoothing, random erasing, stochastic depth"),
 )}
 
 
@@ -146,6 +157,8 @@ class MetricInfo:
 METRIC_INFO: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("test_top1", "test top-1 (%)", "accuracy", True, "%"),
     MetricInfo("knn_top1", "k-NN top-1 (%)", "accuracy", True, "%"),
+    MetricInfo("val_top1", "validation top-1 (%)", "accuracy", True, "%"),
+    MetricInfo("val_knn_top1", "validation k-NN top-1 (%)", "accuracy", True, "%"),
     MetricInfo("train_top1", "train top-1 (%)", "accuracy", True, "%"),
     MetricInfo("loss", "loss (weighted sum)", "loss", False),
     MetricInfo("lr", "learning rate", "schedule"),

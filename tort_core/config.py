@@ -2,7 +2,11 @@
 
 A config is resolved in layers, later layers winning:
 
-    field defaults (Tort, thesis)  →  recipe defaults (per mode)  →  profile  →  --set overrides
+    field defaults (Tort, thesis) → recipe defaults (per mode) → fidelity preset → profile → --set overrides
+
+The fidelity preset (`fidelity: written | as_run | modern`, tort_core/fidelity.py) picks which
+reading of the thesis the choices follow; the profile then scales the run (model, crop sizes,
+data, epochs) whatever the preset.
 
 Keys are dotted paths (`loss.teacher_temp`, `views.mask_scale`), the same names that sweep specs,
 Parquet columns and `--set` use. Every mistake is reported as one line naming the key.
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from . import safe_yaml
 from .errors import ConfigError
+from .fidelity import FIDELITIES, preset
 from .registry import DATASETS, LOSSES, RECIPES, suggest
 
 Pair = tuple[float, float]
@@ -57,8 +64,17 @@ def _check_range(name: str, pair: Pair, lo_open: bool = True, hi: float = 1.0, h
 class ModelConfig(_Section):
     name: str = Field("vit_base_patch16_224", description="any timm model name")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra timm.create_model kwargs")
-    drop_path: float = Field(0.1, ge=0, lt=1, description="stochastic depth rate")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate (sota uses 0.1)")
+    drop_path: float = Field(0.1, ge=0, lt=1, description="stochastic depth rate (timm's drop_path_rate: the last "
+                             "block's rate, rising linearly from 0 in the first)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate; where it acts: model.dropout_at")
+    dropout_at: Literal["head", "blocks"] = Field(
+        "head", description="where model.dropout acts. head: once, on the pooled embedding before the heads (timm "
+        "≥ 0.9's drop_rate); blocks: after the position embedding, the attention projection and both MLP layers, "
+        "none on the head (timm < 0.9's drop_rate, which the original sota ran; big_vision's ViT, Steiner et al.): "
+        "timm 1.0's pos_drop_rate = proj_drop_rate = model.dropout"
+    )
+    attn_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the attention weights (timm's "
+                                "attn_drop_rate); 0 in every recipe here, as in Steiner et al. and the original code")
     init: Path | None = Field(None, description="local checkpoint to fine-tune from (never downloaded)")
 
     @field_validator("init")
@@ -92,6 +108,17 @@ class DataConfig(_Section):
     )
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (smoke tests)")
     test_limit: int | None = Field(None, ge=1, description="use only the first N held-out images (smoke tests)")
+    splits: Literal["standard", "original"] = Field(
+        "standard", description="which splits train and evaluate. standard: the training split (trainval where the "
+        "dataset has one) and the official test split; original: the original code's (its dataset.py): Flowers102 "
+        "train→val, FGVC-Aircraft train→val, StanfordCars train→test, Oxford-IIIT Pet trainval→test; datasets it "
+        "never used keep the standard splits"
+    )
+    val_fraction: float = Field(
+        0.0, ge=0, lt=1, description="carve a stratified validation split of this fraction out of the training "
+        "split (fixed seed, independent of the run's seed) and evaluate it every epoch as val_top1 and val_knn_top1 "
+        "(k-NN bank: the remaining training images), for choosing epochs without the test split; 0: off"
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -113,6 +140,11 @@ class ViewsConfig(_Section):
     mask_scale: Pair = Field((0.4, 0.6), description="area fraction of the erased rectangle")
     mask_ratio: Pair = Field((0.75, 1.0), description="aspect ratio of the erased rectangle")
     rot_prob: float = Field(0.5, ge=0, le=1, description="probability that a global-like view is rotated")
+    rotation_draw: Literal["per_sample", "per_view_batch"] = Field(
+        "per_sample", description="what one rot_prob draw decides. per_sample: each global-like view of each image "
+        "is rotated or not on its own; per_view_batch: the original code's rand_rot: one draw per view and batch "
+        "rotates all of the batch's images of that view (each by its own 90/180/270°) or none"
+    )
     teacher_rotated: bool = Field(
         True, description="the teacher sees the same (rotated) global-like views as the student, as in the thesis"
     )
@@ -186,6 +218,11 @@ class LossConfig(_Section):
         description="momentum of the centre's EMA of the teacher's batch means")
     label_smoothing: float = Field(0.0, ge=0, lt=1,
         description="label smoothing of the supervised loss (and of Mixup's targets)")
+    keep_distill: bool = Field(
+        False, description="true: distillation stays on at weight 1.0 when loss.enabled leaves it out, as in the "
+        "original's objective ablation (its configs set rep_w: 0, a key its code never read; it read con_w, "
+        "default 1)"
+    )
 
     @field_validator("enabled")
     @classmethod
@@ -221,8 +258,18 @@ class OptimConfig(_Section):
     warmup_epochs: int = Field(10, ge=0, description="epochs of linear warm-up from warmup_lr to lr")
     cooldown_epochs: int = Field(3, ge=0, description="epochs at min_lr after the cosine decay")
     warmup_prefix: bool = Field(True, description="cosine starts after warm-up, so lr == base lr at its end")
+    schedule_unit: Literal["step", "epoch"] = Field(
+        "step", description="how often the learning rate changes. step: every optimiser step; epoch: once per "
+        "epoch, as timm's create_scheduler (the original code, DeiT)"
+    )
+    decay_tokens: bool = Field(
+        False, description="weight-decay the position embedding and class token too. false: they are exempt, as "
+        "are biases and norm weights (timm's no_weight_decay(); big_vision decays kernels only); true: only biases "
+        "and norm weights are exempt (the original Tort code: its wrapper hid timm's list)"
+    )
     weight_decay: float = Field(0.04, ge=0,
-        description="weight decay (not on norms, biases, position embedding and class token)")
+        description="weight decay (not on norms and biases, nor, unless optim.decay_tokens, on the position "
+        "embedding and class token)")
     clip_grad: float | None = Field(3.0, gt=0, description="global gradient-norm clip; null disables")
     betas: Pair = Field((0.9, 0.999), description="Adam's β1, β2 (adam and adamw optimizers)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (fine-tuning)")
@@ -235,10 +282,19 @@ class OptimConfig(_Section):
 class TeacherConfig(_Section):
     momentum: float = Field(0.9998, ge=0, le=1, description="EMA momentum at the first step")
     final_momentum: float = Field(1.0, ge=0, le=1, description="EMA momentum at the last step")
+    momentum_index: Literal["global_step", "batch_in_epoch"] = Field(
+        "global_step", description="where the cosine momentum schedule is read. global_step: at the step's place "
+        "in the whole run (DINO); batch_in_epoch: at the batch's place in its epoch, so every epoch repeats the "
+        "first epoch's values and the momentum stays ≈ teacher.momentum (the original code)"
+    )
+    init: Literal["copy", "independent"] = Field(
+        "copy", description="the teacher's start. copy: the student's weights (the thesis: 'equally initialised'; "
+        "DINO); independent: a separately initialised network, never copied (the original code)"
+    )
 
 
 class AugConfig(_Section):
-    """Augmentation of the single-view supervised pipeline (the sota recipe)."""
+    """Augmentation of the single-view supervised pipeline (the supervised recipes: sota, augreg, deit)."""
 
     # Not timm's "-inc1" variant (timm's train.py default), as earlier versions of tort could not run
     # it: it asks for a 0-bit posterize at high magnitudes, which Pillow ≥ 12 rejects; it now runs
@@ -248,13 +304,35 @@ class AugConfig(_Section):
     cutmix: float = Field(0.0, ge=0, description="CutMix's α (0: off)")
     scale: Pair = Field((0.08, 1.0), description="area fraction of the image the random crop covers")
     hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
+    interpolation: Literal["bicubic", "bilinear", "random"] = Field(
+        "bicubic", description="resampling of the training crop (random: bilinear or bicubic per image, timm's "
+        "train.py default)"
+    )
+    color_jitter: float = Field(0.4, ge=0, description="timm's colour jitter strength; timm applies it only "
+                                "without RandAugment (aug.randaugment: null)")
+    normalize: Literal["imagenet", "inception"] = Field(
+        "imagenet", description="mean/std of the supervised recipes' training and evaluation images. imagenet: "
+        "(0.485, 0.456, 0.406)/(0.229, 0.224, 0.225); inception: 0.5/0.5, i.e. values in [-1, 1] (timm's ViT "
+        "default config, big_vision)"
+    )
+    reprob: float = Field(0.0, ge=0, le=1, description="random erasing probability (timm, per-pixel noise)")
 
 
 class EvalConfig(_Section):
     knn_k: int = Field(20, ge=1, description="neighbours that vote in the k-NN evaluation")
     knn_temperature: float = Field(0.07, gt=0, description="softmax temperature of weighted k-NN votes (DINO)")
-    knn_features: Literal["head", "backbone"] = Field(
-        "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding"
+    knn_features: Literal["head", "backbone", "logits"] = Field(
+        "head", description="head: the contrastive head's L2-normalised bottleneck; backbone: the embedding; "
+        "logits: the contrastive head's output (heads.out_dim wide; the original code)"
+    )
+    knn_protocol: Literal["bank", "cv"] = Field(
+        "bank", description="bank: the training split (unaugmented) is the bank, the held-out split the queries "
+        "(DINO); cv: the original code's scikit-learn cross_val_score: 5-fold stratified cross-validation inside "
+        "the held-out split alone"
+    )
+    knn_weights: Literal["softmax", "uniform"] = Field(
+        "softmax", description="votes of the k neighbours: softmax: exp(cosine / knn_temperature) (DINO); uniform: "
+        "one each (scikit-learn's default, the original code)"
     )
     every: int = Field(1, ge=1, description="evaluate every N epochs (and always at the last)")
     cache: Switch = Field(
@@ -268,6 +346,13 @@ class RunConfig(_Section):
     recipe: str = Field("tort", description="the training method, see `tort recipes`")
     profile: str = Field("thesis", description="the named overlay the run was resolved with, see catalog.PROFILE_INFO",
                          json_schema_extra=RUNTIME)
+    fidelity: Literal["written", "as_run", "modern"] = Field(
+        "written", description="which reading of the thesis the recipe's defaults follow (docs/fidelity.md). "
+        "written: the thesis's text, completed where it is silent; as_run: every choice of the original code that "
+        "produced its numbers, known bugs included; modern: written, corrected where the text is known to be wrong. "
+        "Single keys set after it (--set, a spec) still win. Recipes without a thesis reading (augreg, deit) resolve "
+        "the same values under all three"
+    )
     mode: Literal["scratch", "finetune"] = Field("scratch",
         description="train from random weights, or fine-tune from model.init")
     seed: int = Field(0, ge=0, lt=2**63, strict=True, description="seeds every random draw of the run")
@@ -330,10 +415,13 @@ class RunConfig(_Section):
 
     def content_hash(self) -> str:
         """A stable id of what the run computes: excludes where and how fast it runs (see identity.py)."""
-        from .identity import hash_blob, identity_blob
+        from .identity import corrections, hash_blob, identity_blob
 
         cls = type(self)
         data = identity_blob(self.model_dump(mode="json"), _default_dump(cls), runtime_keys(cls), set(known_keys(cls)))
+        fixed = corrections(self)
+        if fixed:
+            data["corrections"] = fixed
         if not (self.compile and self.compile_random == "fused"):
             data.pop("compile_random")  # eager's masks: nothing else is computed (and older ids still hold)
         if self.data.dataset == "imagefolder" and self.data.root is not None:
@@ -389,7 +477,31 @@ _DICT_FIELDS = {"kwargs", "weights"}
 
 
 # ---------------------------------------------------------------------------------------------
-# Profiles: named overlays that scale the whole run (model, crop sizes, data, epochs).
+# Profiles: named overlays that scale the whole run (model, crop sizes, data, epochs), the same for
+# every recipe. A recipe adjusts a profile in `Recipe.profile_overrides`, which sees what its
+# defaults and the fidelity preset resolved below the profile (`Resolved`), so that it scales those
+# choices (a milder RandAugment, a shorter cool-down) instead of replacing them.
+
+@dataclass(frozen=True)
+class Resolved:
+    """The values below a profile: what the recipe's defaults (for the run's mode) and the fidelity
+    preset set, by dotted key. `get(key)` is the value so far, else the field default. A recipe reads
+    it in `Recipe.profile_overrides` to scale its own choices under a profile."""
+
+    layers: dict[str, Any]
+
+    def get(self, key: str) -> Any:
+        return self.layers[key] if key in self.layers else field_default(key)
+
+
+def field_default(key: str) -> Any:
+    """The default of a dotted config key."""
+    model: Any = RunConfig
+    parts = key.split(".")
+    for part in parts[:-1]:
+        model = model.model_fields[part].annotation
+    return model.model_fields[parts[-1]].get_default(call_default_factory=True)
+
 
 def _thesis_profile() -> dict[str, Any]:
     return {
@@ -405,7 +517,9 @@ def _thesis_profile() -> dict[str, Any]:
 def _demo_profile() -> dict[str, Any]:
     # A tiny ViT on the embedded digits (32 px): crops keep roughly the thesis's 224:96 proportion
     # (32:16, 8-px patches → 16 and 4 tokens), blur radii shrink with the image; a couple of minutes
-    # on 2 CPU cores.
+    # on 2 CPU cores. Every recipe and preset runs 4 epochs of batch 32 at lr 1e-3 with 1 warm-up
+    # epoch and 1 cool-down epoch (the supervised recipes: at most their own, and RandAugment capped
+    # at magnitude 5, which 32-px digits survive; SupervisedRecipe.profile_overrides).
     overlay: dict[str, Any] = {
         "model.name": "vit_tiny_patch16_224",
         "model.kwargs": {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4},
@@ -431,8 +545,9 @@ def _demo_profile() -> dict[str, Any]:
 
 # name → overlay (a function: a profile may read the machine, as thesis does its CPU count); each
 # profile's description is its `catalog.PROFILE_INFO` entry. A recipe adjusts a profile with
-# `Recipe.profile_overrides`.
-PROFILES: dict[str, Any] = {"thesis": _thesis_profile, "demo": _demo_profile}
+# `Recipe.profile_overrides` (sota, augreg and deit: no longer cool-down than their own, a milder
+# RandAugment under demo).
+PROFILES: dict[str, Callable[[], dict[str, Any]]] = {"thesis": _thesis_profile, "demo": _demo_profile}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,8 +614,9 @@ def build_config(
     where: str = "--set",
     check_names: bool = True,
 ) -> RunConfig:
-    """Resolve defaults → recipe → profile (and the recipe's adjustments of it) → overrides into a
-    validated RunConfig.
+    """Resolve defaults → recipe → fidelity preset → profile (and the recipe's adjustments of it) →
+    overrides into a validated RunConfig. The fidelity preset is the one `overrides["fidelity"]`
+    names (default: written).
 
     The checks run cheapest first, and none before the last imports torch: the profile, recipe,
     key, value, dataset and loss names (read from the catalog and the plug-ins' metadata), the
@@ -514,11 +630,17 @@ def build_config(
     overrides = dict(overrides or {})
     for key in overrides:
         check_key(key, where)
+    fidelity = overrides.get("fidelity", "written")
+    if fidelity not in FIDELITIES:
+        raise ConfigError(f"{where}: fidelity: unknown preset {fidelity!r}{suggest(str(fidelity), list(FIDELITIES))}; "
+                          f"choose one of: {', '.join(FIDELITIES)} (docs/fidelity.md)")
     rec = RECIPES.get(recipe)()  # tort's recipes import no torch (a plug-in's module may)
-    layers: dict[str, Any] = {"recipe": recipe, "profile": profile, "mode": mode}
+    layers: dict[str, Any] = {"recipe": recipe, "profile": profile, "mode": mode, "fidelity": fidelity}
     layers.update(rec.defaults(mode))
+    layers.update(preset(recipe, mode, fidelity))
+    below = Resolved(dict(layers))
     layers.update(PROFILES[profile]())
-    layers.update(rec.profile_overrides(profile))
+    layers.update(rec.profile_overrides(profile, below))
     layers.update(overrides)
     if "data.root" not in layers and os.environ.get("TORT_DATA_ROOT"):
         layers["data.root"] = os.environ["TORT_DATA_ROOT"]

@@ -20,7 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 
 from .catalog import DATASET_INFO
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .registry import DATASETS
 
 
@@ -30,6 +30,7 @@ class DatasetPair:
     test: Dataset
     num_classes: int
     name: str
+    val: Dataset | None = None  # carved out of the training split (data.val_fraction), else None
 
 
 class Transformed(Dataset):
@@ -110,7 +111,7 @@ class DecodedImages(Dataset):
 
 
 def load_dataset(name: str, root: Path | None, options: Any = None, *, cache: bool = False) -> DatasetPair:
-    """The registered dataset `name` from `root`.
+    """The registered dataset `name` from `root`; `options` is `data.splits` ("standard" when None).
 
     With `cache=True` the loaded pair is kept for the life of the process and later calls with the
     same dataset get it without loading (or decoding) again: a Ray actor that runs several trials
@@ -128,7 +129,7 @@ def load_dataset(name: str, root: Path | None, options: Any = None, *, cache: bo
     if pair is None:
         pair = factory(root, options)
         _DATASET_CACHE[key] = pair
-    return DatasetPair(copy.copy(pair.train), copy.copy(pair.test), pair.num_classes, pair.name)
+    return DatasetPair(copy.copy(pair.train), copy.copy(pair.test), pair.num_classes, pair.name, copy.copy(pair.val))
 
 
 # (name, factory, resolved root, options) → the pair as loaded; see load_dataset(cache=True).
@@ -152,7 +153,46 @@ def clear_dataset_cache() -> None:
 def limit(pair: DatasetPair, train: int | None, test: int | None) -> DatasetPair:
     """The first `train` / `test` images of each split (None keeps the split whole)."""
     cut = lambda ds, n: ds if n is None or n >= len(ds) else Subset(ds, range(n))  # noqa: E731
-    return DatasetPair(cut(pair.train, train), cut(pair.test, test), pair.num_classes, pair.name)
+    return DatasetPair(cut(pair.train, train), cut(pair.test, test), pair.num_classes, pair.name, pair.val)
+
+
+# ---------------------------------------------------------------------------------------------
+# A validation split carved out of the training split (data.val_fraction).
+
+# The carve is part of the dataset, not of the run: the same images are held out whatever the
+# run's seed, so runs of different seeds select their epochs on the same validation images.
+VAL_SPLIT_SEED = 0
+
+
+def dataset_labels(ds: Dataset) -> list[int]:
+    """Every label of `ds` in order, read from the dataset's own label list where it keeps one
+    (torchvision's and tort's datasets do); otherwise by loading each item."""
+    if isinstance(ds, Subset):
+        labels = dataset_labels(ds.dataset)
+        return [labels[i] for i in ds.indices]
+    if isinstance(ds, DecodedImages):
+        return dataset_labels(ds.base)
+    for attr in ("labels", "targets", "_labels"):  # ours; ImageFolder; Flowers102, FGVCAircraft, OxfordIIITPet
+        if isinstance(getattr(ds, attr, None), (list, tuple)):
+            return [int(y) for y in getattr(ds, attr)]
+    if isinstance(getattr(ds, "_samples", None), list):  # StanfordCars: (path, label)
+        return [int(label) for _, label in ds._samples]
+    return [int(ds[i][1]) for i in range(len(ds))]  # type: ignore[arg-type]
+
+
+def carve_validation(pair: DatasetPair, fraction: float, seed: int = VAL_SPLIT_SEED) -> DatasetPair:
+    """`pair` with a stratified `fraction` of its training split moved into `val` (the same
+    stratified split as the embedded dataset's train/test, `stratified_split`)."""
+    labels = np.asarray(dataset_labels(pair.train))
+    n_val = math.ceil(fraction * len(labels))
+    classes = len(np.unique(labels))
+    if n_val < classes or len(labels) - n_val < classes:
+        raise ConfigError(f"data.val_fraction: {fraction:g} of {len(labels)} training images leaves {n_val} for "
+                          f"validation and {len(labels) - n_val} for training; a stratified split needs at least "
+                          f"{classes} (one per class) on each side")
+    keep, val = stratified_split(labels, test_size=fraction, seed=seed)
+    return DatasetPair(Subset(pair.train, sorted(keep.tolist())), pair.test, pair.num_classes, pair.name,
+                       Subset(pair.train, sorted(val.tolist())))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,13 +297,16 @@ def _torchvision(name: str, cls_name: str, extra: dict[str, Any] | None = None):
     info = DATASET_INFO[name]
 
     def factory(root: Path | None, options: Any = None) -> DatasetPair:
+        """options: data.splits; the split names are the catalog's (standard: train/test,
+        original: the original code's)."""
         import torchvision.datasets as tvd
 
+        splits = info.original_splits if options == "original" else (info.train, info.test)
         root = _require_root(root, name, info.layout)
         cls = getattr(tvd, cls_name)
         try:
-            train = cls(str(root), split=info.train, download=False, **(extra or {}))
-            test = cls(str(root), split=info.test, download=False, **(extra or {}))
+            train = cls(str(root), split=splits[0], download=False, **(extra or {}))
+            test = cls(str(root), split=splits[1], download=False, **(extra or {}))
         except (RuntimeError, FileNotFoundError, OSError, KeyError, IndexError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise DataError(f"dataset '{name}' not found under '{root}' ({reason}); expected {info.layout}; "

@@ -342,14 +342,19 @@ class DeviceViews:
 
 
 class DeviceNormalize:
-    """The sota recipe's device half: uint8 [B, 3, H, W] images (timm's transform stopped before
-    normalising) → normalised float32. Workers then ship a quarter of the bytes and skip the
-    float conversion; the arithmetic is the same as the CPU path's ToTensor + Normalize."""
+    """The supervised recipes' device half: uint8 [B, 3, H, W] images (timm's transform stopped
+    before normalising) → normalised float32 with `mean`/`std` (default ImageNet's). Workers then
+    ship a quarter of the bytes and skip the float conversion; the arithmetic is the same as the
+    CPU path's ToTensor + Normalize."""
+
+    def __init__(self, mean: tuple[float, ...] = tuple(IMAGENET_DEFAULT_MEAN),
+                 std: tuple[float, ...] = tuple(IMAGENET_DEFAULT_STD)):
+        self.mean, self.std = tuple(mean), tuple(std)
 
     @torch.no_grad()
     def __call__(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
-        mean, std = _imagenet_stats(images.device)
+        mean, std = channel_constant(self.mean, images.device), channel_constant(self.std, images.device)
         # 255 as a device tensor, not a Python number: CUDA divides by a Python scalar by
         # multiplying with its reciprocal, one rounding away from ToTensor's division.
         return (images.float() / channel_constant((255.0,), images.device) - mean) / std, labels

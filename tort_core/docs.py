@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from .catalog import PROFILE_INFO, RECIPE_INFO
-from .config import _DICT_FIELDS, RUNTIME_ONLY_KEYS, RunConfig
+from .config import _DICT_FIELDS, RUNTIME_ONLY_KEYS, Resolved, RunConfig
+from .fidelity import FIDELITIES, preset
 from .registry import RECIPES
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -32,13 +33,14 @@ INTRO = """\
 
 Every run is one `RunConfig` (`tort_core/config.py`), resolved in layers, later layers winning:
 
-    field defaults (the thesis's Tort)  →  recipe defaults (per mode)  →  profile
+    field defaults (the thesis's Tort)  →  recipe defaults (per mode)  →  fidelity preset  →  profile
         →  the recipe's adjustments of that profile  →  a sweep's overrides and axes  →  --set
 
 A key is a dotted path (`loss.teacher_temp`); the same names are `--set` keys, sweep-spec keys and
 columns of the results store. `tort config --profile demo --recipe sota` prints a resolved config,
 `tort config --keys` every key. An entry of a dict-valued key is set on its own with
-`--set model.kwargs.depth=2` (the other entries stay). Keys marked *runtime* change where or how
+`--set model.kwargs.depth=2` (the other entries stay). The fidelity preset (`--set fidelity=as_run`,
+`docs/fidelity.md`) sets the keys where the thesis's text and its original code differ. Keys marked *runtime* change where or how
 fast a run executes, not what it computes: they are not part of its trial id.
 
 This page is generated from the fields' descriptions by `python -m tort_core.docs`; edit those,
@@ -137,14 +139,19 @@ def configuration_page() -> str:
         lines += [f"### `{name}`: {info.label}", "", info.summary[0].upper() + info.summary[1:] + ".", ""]
         scratch, finetune = recipe.defaults("scratch"), recipe.defaults("finetune")
         changed = {k: v for k, v in finetune.items() if scratch.get(k, object()) != v}
-        adjustments = {p: recipe.profile_overrides(p) for p in PROFILE_INFO}
-        if not scratch and not changed and not any(adjustments.values()):
+        below = Resolved(dict(scratch))
+        adjustments = {p: recipe.profile_overrides(p, below) for p in PROFILE_INFO}
+        presets = {f: {k: v for k, v in preset(name, "scratch", f).items() if v != below.get(k)} for f in FIDELITIES}
+        if not scratch and not changed and not any(adjustments.values()) and not any(presets.values()):
             lines += ["The field defaults, as they are.", ""]
             continue
         lines += ["| key | value | when |", "|---|---|---|"]
         lines += [f"| `{k}` | {_value(v)} | always |" for k, v in scratch.items()]
         lines += [f"| `{k}` | {_value(v)} | mode finetune |" for k, v in changed.items()]
-        lines += [f"| `{k}` | {_value(v)} | profile {p} |" for p, values in adjustments.items() for k, v in values.items()]
+        lines += [f"| `{k}` | {_value(v)} | fidelity {f} |" for f, values in presets.items() for k, v in values.items()]
+        written = ", fidelity written" if any(presets.values()) else ""  # the adjustments scale the preset's values
+        lines += [f"| `{k}` | {_value(v)} | profile {p}{written} |" for p, values in adjustments.items()
+                  for k, v in values.items()]
         lines.append("")
     lines += ["## Profiles", "", "`tort config --profile NAME` prints what a profile sets.", "",
               "| profile | what it is |", "|---|---|"]

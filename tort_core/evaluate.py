@@ -1,15 +1,19 @@
-"""Evaluation: supervised top-1 on the held-out split and weighted k-NN top-1.
+"""Evaluation: supervised top-1 on the held-out split (and a validation split) and k-NN top-1.
 
-k-NN follows DINO: L2-normalised features, the *train* split (unaugmented) as the bank, the
-held-out split as queries, votes weighted by exp(cosine / T). Nothing is cross-validated on the
-test split.
+k-NN follows DINO by default (eval.knn_protocol=bank): L2-normalised features, the *train* split
+(unaugmented) as the bank, the held-out split as queries, votes weighted by exp(cosine / T).
+knn_protocol=cv is the original Tort code's: scikit-learn's 5-fold cross-validation inside the
+held-out split alone. A validation split (data.val_fraction) is queried against the same bank:
+the training images it was not carved from.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -40,8 +44,10 @@ class CachedSplit:
     are the same as through the loader.
     """
 
-    def __init__(self, loader: DataLoader, device: torch.device, batch_size: int):
+    def __init__(self, loader: DataLoader, device: torch.device, batch_size: int,
+                 normalize: DeviceNormalize | None = None):
         self.loader, self.device, self.batch_size = loader, device, batch_size
+        self.normalize = normalize or DeviceNormalize()
         self.images: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
 
@@ -60,15 +66,15 @@ class CachedSplit:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.images is None:
             self._build()
-        normalize = DeviceNormalize()
         for start in range(0, self.images.shape[0], self.batch_size):
-            yield normalize((self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]))
+            yield self.normalize((self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]))
 
 
 @torch.no_grad()
 def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, k: int,
-                temperature: float, num_classes: int, chunk: int = 1024) -> torch.Tensor:
-    """Weighted k-NN class predictions for `queries` against `bank` (both [N, D])."""
+                temperature: float, num_classes: int, chunk: int = 1024, weights: str = "softmax") -> torch.Tensor:
+    """k-NN class predictions for `queries` against `bank` (both [N, D]) by cosine similarity; each
+    neighbour's vote weighs exp(cosine / temperature) (weights="softmax", DINO) or 1 ("uniform")."""
     bank = F.normalize(bank, dim=1)
     queries = F.normalize(queries, dim=1)
     k = min(k, bank.shape[0])
@@ -76,9 +82,9 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
     for start in range(0, queries.shape[0], chunk):
         sim = queries[start:start + chunk] @ bank.T
         top_sim, top_idx = sim.topk(k, dim=1)
-        weights = (top_sim / temperature).exp()
+        weights_ = (top_sim / temperature).exp() if weights == "softmax" else torch.ones_like(top_sim)
         votes = torch.zeros(sim.shape[0], num_classes, device=bank.device)
-        votes.scatter_add_(1, bank_labels[top_idx], weights)
+        votes.scatter_add_(1, bank_labels[top_idx], weights_)
         preds.append(votes.argmax(1))
     return torch.cat(preds)
 
@@ -87,15 +93,51 @@ def top1(pred: torch.Tensor, labels: torch.Tensor) -> float:
     return (pred == labels).float().mean().item() * 100.0
 
 
+def knn_cross_validated(feats: torch.Tensor, labels: torch.Tensor, k: int, temperature: float,
+                        weights: str = "uniform", folds: int = 5) -> float:
+    """Top-1 (%) of a k-NN classifier cross-validated inside one split, the original Tort code's
+    protocol: scikit-learn's cross_val_score (stratified `folds`-fold, unshuffled) of
+    KNeighborsClassifier(k, metric='cosine'), mean accuracy over the folds. weights="softmax"
+    weighs each neighbour by exp(cosine / temperature) instead of 1."""
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    vote = "uniform" if weights == "uniform" else (lambda dist: np.exp((1.0 - dist) / temperature))
+    x, y = feats.float().cpu().numpy(), labels.cpu().numpy()
+    classifier = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights=vote)
+    return float(np.mean(cross_val_score(classifier, x, y, cv=folds))) * 100.0
+
+
+@dataclass(frozen=True)
+class KnnSettings:
+    k: int = 20
+    temperature: float = 0.07
+    protocol: str = "bank"  # bank | cv (eval.knn_protocol)
+    weights: str = "softmax"  # softmax | uniform (eval.knn_weights)
+
+
 @torch.no_grad()
-def evaluate(system, bank_loader: DataLoader, test_loader: DataLoader, num_classes: int, k: int,
-             temperature: float, device: torch.device, autocast=contextlib.nullcontext) -> dict[str, float]:
+def evaluate(system, bank_loader: Iterable, test_loader: Iterable, num_classes: int, knn: KnnSettings,
+             device: torch.device, autocast=contextlib.nullcontext, val_loader: Iterable | None = None
+             ) -> dict[str, float]:
+    """test_top1 and knn_top1 on the held-out split; val_top1 and val_knn_top1 on `val_loader`'s
+    images when given. The bank is extracted only for knn.protocol=bank."""
     was_training = system.training
     system.eval()
     try:
-        _, bank_feats, bank_labels = extract(system, bank_loader, device, autocast)
-        test_logits, test_feats, test_labels = extract(system, test_loader, device, autocast)
+        bank = extract(system, bank_loader, device, autocast)[1:] if knn.protocol == "bank" else None
+        queries = {"": extract(system, test_loader, device, autocast)}
+        if val_loader is not None:
+            queries["val_"] = extract(system, val_loader, device, autocast)
     finally:
         system.train(was_training)
-    knn = knn_predict(bank_feats, bank_labels, test_feats, k, temperature, num_classes)
-    return {"test_top1": top1(test_logits.argmax(1), test_labels), "knn_top1": top1(knn, test_labels)}
+    out: dict[str, float] = {}
+    for prefix, (logits, feats, labels) in queries.items():
+        if bank is not None:
+            pred = knn_predict(*bank, feats, knn.k, knn.temperature, num_classes, weights=knn.weights)
+            knn_top1 = top1(pred, labels)
+        else:
+            knn_top1 = knn_cross_validated(feats, labels, knn.k, knn.temperature, knn.weights)
+        out[f"{prefix}top1" if prefix else "test_top1"] = top1(logits.argmax(1), labels)
+        out[f"{prefix}knn_top1"] = knn_top1
+    return out

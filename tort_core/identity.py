@@ -8,6 +8,9 @@ fast it runs. Its rules, each here once:
   first written) always count, as they always did, so an id written then is still the id now;
 - every key added since counts only when it differs from its default: adding a field with a
   default changes no existing id, and setting it gives a new one;
+- a correction of what a config computes that no config value records (`corrections`) is named in
+  the ids of the configs it changes, and only theirs: a result computed before it is never taken
+  for one of the corrected code;
 - file-based data counts through `data.fingerprint` (sorted relative paths and sizes of the
   dataset's files), filled in when a config is built: two different trees with one folder name
   get different ids, the same tree on two machines the same id.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -72,6 +76,23 @@ def identity_blob(dump: dict[str, Any], defaults: dict[str, Any], runtime: set[s
     return walk(dump, defaults, "")
 
 
+
+
+def corrections(cfg: Any) -> list[str]:
+    """The corrections that change what `cfg` (a RunConfig) computes although none of its values
+    changed, by name, in the order they were made. Each condition is exactly the configs whose
+    computation differs from before the correction; never edit one once ids carry it."""
+    out = []
+    if cfg.recipe == "sota" and cfg.model.dropout > 0 and cfg.model.dropout_at == "head":
+        out.append("sota_head_dropout_once")  # was two masks: timm's head dropout and the recipe's own
+    loss = cfg.loss
+    distills = bool({"distill", "region"} & set(loss.enabled)) or loss.keep_distill
+    if distills and loss.warmup_teacher_temp_epochs >= 2 and loss.warmup_teacher_temp != loss.teacher_temp:
+        out.append("teacher_temp_linspace")  # DINO's linspace reaches teacher_temp at epoch W - 1, not W
+    size, crop = cfg.views.global_size, cfg.views.eval_crop_pct
+    if math.floor(size / crop) != int(round(size / crop)):
+        out.append("eval_resize_floor")  # timm's floor(size / crop_pct), not rounded
+    return out
 
 
 def hash_blob(blob: dict[str, Any]) -> str:

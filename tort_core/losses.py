@@ -88,10 +88,12 @@ def build_losses(cfg: RunConfig, num_classes: int, enabled: list[str] | None = N
 
 def teacher_temperature(epoch: int, teacher_temp: float, warmup_teacher_temp: float,
                         warmup_teacher_temp_epochs: int) -> float:
-    """Linear warm-up from warmup_teacher_temp to teacher_temp over the warm-up epochs, then flat."""
-    if epoch >= warmup_teacher_temp_epochs:
+    """DINO's schedule (main_dino.py's np.linspace): over the W = warmup_teacher_temp_epochs first
+    epochs, linear from warmup_teacher_temp at epoch 0 to teacher_temp at epoch W − 1, then flat."""
+    w = warmup_teacher_temp_epochs
+    if epoch >= w:
         return teacher_temp
-    frac = epoch / warmup_teacher_temp_epochs
+    frac = epoch / (w - 1) if w > 1 else 0.0  # linspace(a, b, 1) is [a]
     return warmup_teacher_temp + frac * (teacher_temp - warmup_teacher_temp)
 
 
@@ -119,8 +121,8 @@ class DistillLoss(Loss):
         student_temp: temperature of the student's softmax.
         teacher_temp: temperature of the teacher's softmax after the warm-up.
         warmup_teacher_temp: the teacher's temperature at epoch 0.
-        warmup_teacher_temp_epochs: epochs of linear warm-up from `warmup_teacher_temp` to
-            `teacher_temp` (0: `teacher_temp` throughout).
+        warmup_teacher_temp_epochs: W, the epochs of linear warm-up from `warmup_teacher_temp` at
+            epoch 0 to `teacher_temp` at epoch W − 1 (DINO's linspace; 0: `teacher_temp` throughout).
         center_momentum: momentum of the centre's EMA of the teacher's batch means.
     """
 

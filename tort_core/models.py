@@ -40,7 +40,7 @@ def create_backbone(cfg: ModelConfig, img_size: int) -> nn.Module:
     see `load_init`).
     """
     check_model_name(cfg.name)
-    kwargs = dict(num_classes=0, drop_rate=cfg.dropout, drop_path_rate=cfg.drop_path)
+    kwargs = dict(num_classes=0, drop_path_rate=cfg.drop_path, **dropout_kwargs(cfg))
     values = {"img_size": img_size, "dynamic_img_size": True, "strict_img_size": False}
     for keys in _SPATIAL_KWARGS:
         spatial = {k: values[k] for k in keys}
@@ -50,8 +50,25 @@ def create_backbone(cfg: ModelConfig, img_size: int) -> nn.Module:
             # Only a rejected geometry argument moves on to the next way; anything else is a
             # model.kwargs mistake (e.g. ViT's `depth` given to a Swin, which takes `depths`).
             if not any(f"'{k}'" in str(err) for k in keys):
+                if any(f"'{k}'" in str(err) for k in dropout_kwargs(cfg)):
+                    raise ConfigError(f"model.dropout_at: timm model '{cfg.name}' has no {cfg.dropout_at} dropout "
+                                      f"({err}); use model.dropout_at=head or model.dropout=0") from None
                 raise ConfigError(f"model.kwargs: timm model '{cfg.name}' rejects {cfg.kwargs}: {err}") from None
     raise AssertionError("unreachable: the last way passes no geometry argument")  # pragma: no cover
+
+
+def dropout_kwargs(cfg: ModelConfig) -> dict[str, float]:
+    """timm ≥ 0.9's dropout arguments for `model.dropout` at `model.dropout_at` (and attn_dropout).
+
+    timm 0.9 split the old `drop_rate` (dropout after the position embedding, the attention
+    projection and both MLP layers: the ViT paper's, big_vision's and Steiner et al.'s placement)
+    into pos_drop_rate and proj_drop_rate, and gave `drop_rate` to the head alone. Only arguments
+    that are not zero are passed, so models without them (CNNs) still build when dropout is off.
+    """
+    rates = {"pos_drop_rate": cfg.dropout, "proj_drop_rate": cfg.dropout} if cfg.dropout_at == "blocks" else \
+        {"drop_rate": cfg.dropout}
+    rates["attn_drop_rate"] = cfg.attn_dropout
+    return {k: v for k, v in rates.items() if v > 0}
 
 
 def check_builds(cfg: ModelConfig, img_size: int) -> None:
@@ -59,12 +76,14 @@ def check_builds(cfg: ModelConfig, img_size: int) -> None:
     ViT-B) so that a model.kwargs that timm rejects fails before any run starts, once per distinct
     model, rather than in every trial of a sweep (and again in each retry)."""
     _check_builds(cfg.name, json.dumps(cfg.kwargs, sort_keys=True, default=str), img_size, cfg.dropout,
-                  cfg.drop_path)
+                  cfg.drop_path, cfg.dropout_at, cfg.attn_dropout)
 
 
 @functools.lru_cache(maxsize=256)
-def _check_builds(name: str, kwargs: str, img_size: int, dropout: float, drop_path: float) -> None:
-    cfg = ModelConfig(name=name, kwargs=json.loads(kwargs), dropout=dropout, drop_path=drop_path)
+def _check_builds(name: str, kwargs: str, img_size: int, dropout: float, drop_path: float, dropout_at: str = "head",
+                  attn_dropout: float = 0.0) -> None:
+    cfg = ModelConfig(name=name, kwargs=json.loads(kwargs), dropout=dropout, drop_path=drop_path,
+                      dropout_at=dropout_at, attn_dropout=attn_dropout)
     try:
         with torch.device("meta"):
             create_backbone(cfg, img_size)
@@ -217,6 +236,13 @@ def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0
         return final
     progress = min(step, total_steps - 1) / (total_steps - 1)
     return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+def stepped_cosine(index: int, length: int, base: float, final: float = 1.0) -> float:
+    """Value `index` of DINO's `cosine_scheduler(base, final, ...)` array of `length` values (no
+    warm-up): final + (base − final)·(1 + cos(π·index/length))/2, never quite `final`. The original
+    Tort code read it at the batch's index within its epoch (teacher.momentum_index=batch_in_epoch)."""
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * index / length))
 
 
 @torch.no_grad()

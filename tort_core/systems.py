@@ -1,7 +1,7 @@
 """Training systems: the modules a recipe builds and the trainer drives (`TrainingSystem`).
 
 `TortSystem` is the thesis's method (student and EMA teacher with a DINO head, class and rotation
-heads, multi-crop views); `SupervisedSystem` a backbone and a linear head (sota). A system computes
+heads, multi-crop views); `SupervisedSystem` a backbone and a linear head (sota, augreg, deit). A system computes
 the model outputs its losses ask for (`losses.py` names them), passes them to the losses and sums
 the weighted results; which losses run is the config's (`loss.enabled`).
 """
@@ -19,7 +19,7 @@ from .losses import (CLASS_LOGITS, ROT_LOGITS, STUDENT_DENSE, STUDENT_EMBED, STU
                      TEACHER_DENSE, TEACHER_EMBED, TEACHER_PROJ, TEACHER_REGION, LossContext, StepOutputs,
                      build_losses)
 from .models import (DINOHead, check_view_size, compile_module, cosine_momentum, create_backbone, ema_update,
-                     embed_dim, forward_views, forward_views_regions, load_init)
+                     embed_dim, forward_views, forward_views_regions, load_init, stepped_cosine)
 from .views import GLOBAL_LIKE, rotate, sample_rotations
 
 
@@ -73,19 +73,33 @@ class TortSystem(TrainingSystem):
         self.student = nn.ModuleDict({"backbone": backbone, "proj": DINOHead(dim, cfg.heads)})
         self.class_head = nn.Linear(dim, num_classes)
         self.rot_head = nn.Linear(dim, 4)
-        # The teacher starts as an exact copy of the student, then follows it by EMA.
-        self.teacher = copy.deepcopy(self.student)
+        # The teacher starts as an exact copy of the student (teacher.init=copy) or as a network of
+        # its own (independent: the original code), then follows the student by EMA.
+        if cfg.teacher.init == "copy":
+            self.teacher = copy.deepcopy(self.student)
+        else:
+            self.teacher = nn.ModuleDict({"backbone": build_backbone(cfg), "proj": DINOHead(dim, cfg.heads)})
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.losses = build_losses(cfg, num_classes)
+        enabled = list(cfg.loss.enabled)
+        self.weights = {name: cfg.loss.weights.get(name, 1.0) for name in enabled}
+        if cfg.loss.keep_distill and "distill" not in enabled:
+            # The original's objective ablation switched distillation off with a key its code never
+            # read: distillation ran on at its code's weight, 1.0.
+            enabled.append("distill")
+            self.weights["distill"] = 1.0
+        self.losses = build_losses(cfg, num_classes, enabled=enabled)
         self.needs = frozenset().union(*(loss.needs for loss in self.losses.values()))
+        self.steps_per_epoch = steps_per_epoch
         self.total_steps = cfg.total_epochs * steps_per_epoch
         if self.needs & {STUDENT_DENSE, TEACHER_DENSE}:
             # EsViT's dense head: the view-level head's shape, its own parameters, and a teacher copy
             # that follows by the same EMA. Built last so that the other modules' random init (and so
             # every run without the region loss) stays as it was.
             self.student["dense"] = DINOHead(dim, cfg.heads)
-            self.teacher["dense"] = copy.deepcopy(self.student["dense"]).requires_grad_(False)
+            teacher_dense = copy.deepcopy(self.student["dense"]) if cfg.teacher.init == "copy" else \
+                DINOHead(dim, cfg.heads)
+            self.teacher["dense"] = teacher_dense.requires_grad_(False)
         check_view_size(backbone, cfg.views.global_size, "views.global_size")
         if cfg.views.n_local and self.needs & CROSS_VIEW:
             check_view_size(backbone, cfg.views.local_size, "views.local_size")
@@ -104,7 +118,8 @@ class TortSystem(TrainingSystem):
     def training_step(self, batch, ctx: LossContext):
         views, labels = batch
         b = labels.shape[0]
-        rot = sample_rotations(GLOBAL_LIKE * b, self.cfg.views.rot_prob, labels.device)
+        group = b if self.cfg.views.rotation_draw == "per_view_batch" else 1
+        rot = sample_rotations(GLOBAL_LIKE * b, self.cfg.views.rot_prob, labels.device, group)
         global_like = [rotate(views[i], rot[i * b:(i + 1) * b]) for i in range(GLOBAL_LIKE)]
         # Supervised and rotation heads only see global-like views: skip local views when no loss
         # compares them (the supervised-only and rotation-only ablations).
@@ -119,7 +134,7 @@ class TortSystem(TrainingSystem):
         metrics: dict[str, torch.Tensor] = {}
         for name, loss_fn in self.losses.items():
             value = loss_fn(out, ctx)
-            total = total + self.cfg.loss.weights.get(name, 1.0) * value
+            total = total + self.weights[name] * value
             metrics[f"loss_{name}"] = value.detach()
             metrics.update(loss_fn.metrics())
         if CLASS_LOGITS in outputs:
@@ -166,7 +181,14 @@ class TortSystem(TrainingSystem):
         return forward_views(backbone, views), None, []
 
     def after_optimizer_step(self, ctx: LossContext) -> dict[str, float]:
-        m = cosine_momentum(ctx.step, self.total_steps, self.cfg.teacher.momentum, self.cfg.teacher.final_momentum)
+        t = self.cfg.teacher
+        if t.momentum_index == "batch_in_epoch":
+            # The original: DINO's schedule over epochs × steps values, read at the batch's index in
+            # its epoch, so every epoch repeats the first epoch's (≈ t.momentum) values.
+            batch = ctx.step - ctx.epoch * self.steps_per_epoch
+            m = stepped_cosine(batch, self.cfg.epochs * self.steps_per_epoch, t.momentum, t.final_momentum)
+        else:
+            m = cosine_momentum(ctx.step, self.total_steps, t.momentum, t.final_momentum)
         if not hasattr(self, "_ema_pairs"):
             self._ema_pairs = (list(self.teacher.parameters()), list(self.student.parameters()))
         ema_update(*self._ema_pairs, m)
@@ -175,19 +197,22 @@ class TortSystem(TrainingSystem):
     @torch.no_grad()
     def embed(self, x):
         emb = self.student["backbone"](x)
-        feats = self.student["proj"](emb)[1] if self.cfg.eval.knn_features == "head" else emb
+        kind = self.cfg.eval.knn_features
+        feats = emb if kind == "backbone" else self.student["proj"](emb)[0 if kind == "logits" else 1]
         return self.class_head(emb), feats
 
 
 # ---------------------------------------------------------------------------------------------
-# sota: supervised ViT training after Steiner et al., as run by the thesis with timm's script
+# Supervised recipes (sota, augreg, deit): one view per image, a linear head, cross-entropy (soft
+# targets under Mixup/CutMix).
 
 class SupervisedSystem(TrainingSystem):
     def __init__(self, cfg: RunConfig, num_classes: int):
         super().__init__()
         self.cfg = cfg
         self.backbone = build_backbone(cfg)
-        self.head = nn.Sequential(nn.Dropout(cfg.model.dropout), nn.Linear(embed_dim(self.backbone), num_classes))
+        # Dropout is the backbone's (model.dropout at model.dropout_at); the head adds none.
+        self.head = nn.Linear(embed_dim(self.backbone), num_classes)
         self.losses = build_losses(cfg, num_classes)
         self.mixup = None
         if cfg.aug.mixup > 0 or cfg.aug.cutmix > 0:

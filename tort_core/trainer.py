@@ -12,6 +12,7 @@ checkpoint continues exactly like an uninterrupted one, with or without loader w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import os
@@ -35,15 +36,16 @@ from .catalog import MACHINE_METRICS  # noqa: F401 (public API)
 from .checkpoint import (CorruptCheckpoint, checkpoint_writer, discard_partial_writes,  # noqa: F401 (public API)
                          load_checkpoint, save_checkpoint)
 from .config import RunConfig
-from .data import DatasetPair, DecodedImages, Transformed, in_memory, limit, load_dataset
+from .data import DatasetPair, DecodedImages, Transformed, carve_validation, in_memory, limit, load_dataset
+from .device_views import DeviceNormalize
 from .errors import ConfigError, DataError, TrainingFailed
-from .evaluate import CachedSplit, evaluate
+from .evaluate import CachedSplit, KnnSettings, evaluate
 from .losses import LossContext, teacher_temperature
 from .optim import create_optimizer
 from .recipes import RECIPES, Augmentation
 from .store import write_text_atomic
 from .systems import TrainingSystem
-from .views import eval_transform
+from .views import NORMALIZATION, eval_transform
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -166,18 +168,22 @@ def augmentation(recipe, cfg: RunConfig, device: torch.device) -> Augmentation:
     return split if split is not None else Augmentation(recipe.train_transform(cfg))
 
 
-def eval_splits(data: DatasetPair, cfg: RunConfig, device: torch.device) -> tuple[Iterable, Iterable]:
-    """The k-NN bank (train split) and the queries (test split) through the eval transform: cached
-    after the first evaluation (`eval.cache`), or through a loader at every one."""
-    size, n = cfg.views.global_size, len(data.train) + len(data.test)  # type: ignore[arg-type]
+def eval_splits(data: DatasetPair, cfg: RunConfig, device: torch.device) -> tuple[Iterable, ...]:
+    """The k-NN bank (train split), the queries (test split) and, where the data has one, the
+    validation split, through the eval transform (normalised as the recipe's training views):
+    cached after the first evaluation (`eval.cache`), or through a loader at every one."""
+    splits = [data.train, data.test] + ([data.val] if data.val is not None else [])
+    size, n = cfg.views.global_size, sum(len(split) for split in splits)  # type: ignore[arg-type]
     cached = cfg.eval.cache == "on" or (
         cfg.eval.cache == "auto" and n * 3 * size * size <= cfg.eval.cache_max_mb * 2**20)
-    tf = eval_transform(size, cfg.views.eval_crop_pct, normalize=not cached)
+    stats = RECIPES.get(cfg.recipe)().normalization(cfg)
+    tf = eval_transform(size, cfg.views.eval_crop_pct, normalize=not cached, stats=stats)
     bs = cfg.data.eval_batch_size
     if not cached:
-        return tuple(_loader(Transformed(split, tf), cfg, device, batch_size=bs) for split in (data.train, data.test))
-    return tuple(CachedSplit(_loader(Transformed(split, tf), cfg, device, persistent=False, batch_size=bs), device, bs)
-                 for split in (data.train, data.test))
+        return tuple(_loader(Transformed(split, tf), cfg, device, batch_size=bs) for split in splits)
+    normalize = DeviceNormalize(*NORMALIZATION[stats])
+    return tuple(CachedSplit(_loader(Transformed(split, tf), cfg, device, persistent=False, batch_size=bs), device, bs,
+                             normalize) for split in splits)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -193,11 +199,12 @@ def resolve_device(name: str) -> torch.device:
 
 def build_optimizer(system: TrainingSystem, cfg: RunConfig) -> torch.optim.Optimizer:
     """timm's optimizer `cfg.optim.name` over the trainable parameters, with no weight decay on
-    norms, biases and the modules' own no_weight_decay() (optim.py: fused step, Lookahead)."""
+    norms, biases and (unless optim.decay_tokens) the modules' own no_weight_decay(): ViT's
+    position embedding and class token (optim.py: fused step, Lookahead)."""
     module = system.trainable()
     no_decay: set[str] = set()
     for prefix, m in module.named_modules():
-        if hasattr(m, "no_weight_decay"):
+        if hasattr(m, "no_weight_decay") and not cfg.optim.decay_tokens:
             no_decay |= {f"{prefix}.{n}" if prefix else n for n in m.no_weight_decay()}
     groups = param_groups_weight_decay(module, cfg.optim.weight_decay, no_weight_decay_list=no_decay)
     extra: dict[str, Any] = {"betas": tuple(cfg.optim.betas)} if "adam" in cfg.optim.name else {}
@@ -207,13 +214,16 @@ def build_optimizer(system: TrainingSystem, cfg: RunConfig) -> torch.optim.Optim
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int) -> CosineLRScheduler:
-    """Per-step LR: warm-up from warmup_lr, cosine to min_lr at `epochs`, then flat (cool-down)."""
+    """LR: warm-up from warmup_lr, cosine to min_lr at `epochs`, then flat (cool-down); changed at
+    every step (`step_update`) or, optim.schedule_unit=epoch, once per epoch (`step(epoch)`, timm's
+    create_scheduler). warmup_prefix=false: the cosine's clock includes the warm-up (timm's default)."""
     o = cfg.optim
-    warmup = o.warmup_epochs * steps_per_epoch
-    decay = cfg.epochs * steps_per_epoch - (warmup if o.warmup_prefix else 0)
+    unit = 1 if o.schedule_unit == "epoch" else steps_per_epoch
+    warmup = o.warmup_epochs * unit
+    decay = cfg.epochs * unit - (warmup if o.warmup_prefix else 0)
     return CosineLRScheduler(optimizer, t_initial=max(1, decay), lr_min=o.min_lr, warmup_t=warmup,
-                             warmup_lr_init=o.warmup_lr, warmup_prefix=o.warmup_prefix, t_in_epochs=False,
-                             cycle_limit=1)
+                             warmup_lr_init=o.warmup_lr, warmup_prefix=o.warmup_prefix,
+                             t_in_epochs=o.schedule_unit == "epoch", cycle_limit=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,21 +318,24 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
     run_dir = Path(run_dir).resolve() if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        # The run directory's config.yaml, written here only (tort train and sweeps alike).
-        write_text_atomic(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), run_dir / "config.yaml")
     config_id = cfg.content_hash()
     device = resolve_device(cfg.device)
     autocast = autocast_for(cfg, device)
 
-    # Data
+    # Data: the splits data.splits names (a caller's `data` holds the standard ones), cut to the
+    # limits, a validation split carved out of the training split (data.val_fraction).
     seed_all(cfg.seed)
-    data = limit(data or load_dataset(cfg.data.dataset, cfg.data.root), cfg.data.train_limit, cfg.data.test_limit)
+    if data is None or cfg.data.splits != "standard":
+        data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.splits)
+    data = limit(data, cfg.data.train_limit, cfg.data.test_limit)
+    if cfg.data.val_fraction > 0:
+        data = carve_validation(data, cfg.data.val_fraction)
     if cfg.data.decoded_cache_mb > 0 and not in_memory(data.train):
         # Decoded once, by the loader workers, before the training loader forks its own (which
         # then share these pages); the generator keeps the global RNGs untouched.
         decoded = DecodedImages(data.train, cfg.data.decoded_cache_mb * 2**20, cfg.data.num_workers,
                                 torch.Generator().manual_seed(_mix(cfg.seed, 5)))
-        data = DatasetPair(decoded, data.test, data.num_classes, data.name)
+        data = dataclasses.replace(data, train=decoded)
     recipe = RECIPES.get(cfg.recipe)()
     augment = augmentation(recipe, cfg, device)
     train_ds = SeededViews(data.train, augment.transform, cfg.seed)
@@ -331,7 +344,8 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
                           f"'{cfg.data.dataset}'")
     batches = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed)
     steps_per_epoch = batches.steps_per_epoch
-    bank_loader, test_loader = eval_splits(data, cfg, device)
+    bank_loader, test_loader, *val_loader = eval_splits(data, cfg, device)
+    knn = KnnSettings(cfg.eval.knn_k, cfg.eval.knn_temperature, cfg.eval.knn_protocol, cfg.eval.knn_weights)
 
     # Model, optimiser, schedule
     system = recipe.build(cfg, data.num_classes, steps_per_epoch).to(device)
@@ -355,10 +369,15 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
         if records:
             # The checkpoint was taken before its own epoch's record learnt what the write cost.
             records[-1].setdefault("checkpoint_seconds", math.nan)
+    if run_dir is not None:
+        # The run directory's config.yaml, written here only (tort train and sweeps alike), once a
+        # checkpoint already there is known to be this config's: a refused resume leaves it as it was.
+        write_text_atomic(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), run_dir / "config.yaml")
 
     info = {"config_id": config_id, "device": str(device), "steps_per_epoch": steps_per_epoch,
             "total_epochs": cfg.total_epochs, "start_epoch": start_epoch, "num_classes": data.num_classes,
             "train_size": len(data.train), "test_size": len(data.test),  # type: ignore[arg-type]
+            "val_size": len(data.val) if data.val is not None else 0,  # type: ignore[arg-type]
             "parameters": sum(p.numel() for p in clip_params),
             "records": list(records)}  # epochs restored from the checkpoint (a sweep re-reports them)
     for cb in callbacks:
@@ -379,12 +398,13 @@ def _fit(cfg: RunConfig, run_dir: Path | str | None, callbacks: Sequence[Callbac
                                   steps_per_epoch, clip_params, epoch, global_step, total_steps, data.num_classes,
                                   device, autocast, callbacks, augment.on_device)
             global_step += steps_per_epoch
+            scheduler.step(epoch + 1)  # the next epoch's LR, where it changes per epoch (else a no-op)
             if hasattr(optimizer, "sync_lookahead"):
                 optimizer.sync_lookahead()  # evaluate (and checkpoint) the slow weights
             t_eval = time.perf_counter()
             if (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == cfg.total_epochs:
-                record.update(evaluate(system, bank_loader, test_loader, data.num_classes, cfg.eval.knn_k,
-                                       cfg.eval.knn_temperature, device, autocast))
+                record.update(evaluate(system, bank_loader, test_loader, data.num_classes, knn, device, autocast,
+                                       val_loader[0] if val_loader else None))
             record["eval_seconds"] = time.perf_counter() - t_eval
             record["epoch_seconds"] = record["train_seconds"] + record["eval_seconds"]
             record["peak_mem_mb"] = peak_memory_mb(device)

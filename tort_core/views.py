@@ -11,7 +11,8 @@ import math
 
 import torch
 from PIL import Image, ImageFilter, ImageOps
-from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data.constants import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN,
+                                 IMAGENET_INCEPTION_STD)
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
@@ -23,8 +24,15 @@ BICUBIC = InterpolationMode.BICUBIC
 GLOBAL_LIKE = 3  # global 1, global 2, masked
 
 
-def _normalize() -> T.Compose:
-    return T.Compose([T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
+# Mean and std by name (aug.normalize): ImageNet's, and 0.5 (values in [-1, 1]: timm's ViT default
+# config until 2022 and big_vision's value_range(-1, 1)).
+NORMALIZATION = {"imagenet": (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)),
+                 "inception": (tuple(IMAGENET_INCEPTION_MEAN), tuple(IMAGENET_INCEPTION_STD))}
+
+
+def _normalize(stats: str = "imagenet") -> T.Compose:
+    mean, std = NORMALIZATION[stats]
+    return T.Compose([T.ToTensor(), T.Normalize(mean, std)])
 
 
 class PILGaussianBlur:
@@ -102,13 +110,14 @@ class MultiCropTransform:
         return views
 
 
-def eval_transform(size: int, crop_pct: float, normalize: bool = True) -> T.Compose:
-    """Resize, centre crop, then normalised float32 (or, normalize=False, the uint8 image as a
-    tensor, for `DeviceNormalize` to finish with the same arithmetic)."""
+def eval_transform(size: int, crop_pct: float, normalize: bool = True, stats: str = "imagenet") -> T.Compose:
+    """Resize the short side to ⌊size / crop_pct⌋ (timm's rule), centre crop, then normalised
+    float32 with the `stats` mean/std (or, normalize=False, the uint8 image as a tensor, for
+    `DeviceNormalize` to finish with the same arithmetic)."""
     return T.Compose([
-        T.Resize(int(round(size / crop_pct)), interpolation=BICUBIC),
+        T.Resize(math.floor(size / crop_pct), interpolation=BICUBIC),
         T.CenterCrop(size),
-        _normalize() if normalize else T.PILToTensor(),
+        _normalize(stats) if normalize else T.PILToTensor(),
     ])
 
 
@@ -123,16 +132,19 @@ def posterize_any_bits(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
 
 
 def supervised_transform(size: int, aug: AugConfig, uint8: bool = False):
-    """The single-view pipeline of the sota recipe: timm's RandAugment training transform.
+    """The single-view pipeline of the supervised recipes: timm's training transform (random
+    resized crop, flip, RandAugment or else colour jitter, random erasing).
 
-    uint8: stop before normalising (timm's prefetcher layout): the device normalises the batch."""
+    uint8: stop before normalising (timm's prefetcher layout): the device normalises the batch
+    (timm then leaves random erasing to its prefetcher: recipes keep such runs on the CPU)."""
     from timm.data import create_transform
     from timm.data.auto_augment import RandAugment, posterize
 
+    mean, std = NORMALIZATION[aug.normalize]
     transform = create_transform(
-        input_size=size, is_training=True, scale=aug.scale, hflip=aug.hflip,
-        auto_augment=aug.randaugment, interpolation="bicubic", re_prob=0.0,
-        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, use_prefetcher=uint8,
+        input_size=size, is_training=True, scale=aug.scale, hflip=aug.hflip, color_jitter=aug.color_jitter or None,
+        auto_augment=aug.randaugment, interpolation=aug.interpolation, re_prob=aug.reprob, re_mode="pixel",
+        mean=mean, std=std, use_prefetcher=uint8,
     )
     for stage in getattr(transform, "transforms", []):
         if isinstance(stage, RandAugment):
@@ -145,10 +157,15 @@ def supervised_transform(size: int, aug: AugConfig, uint8: bool = False):
 # ---------------------------------------------------------------------------------------------
 # Rotation: per sample, exact multiples of 90°, label k ∈ {0, 1, 2, 3} = k·90° counter-clockwise.
 
-def sample_rotations(n: int, prob: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Each sample is rotated with probability `prob`, by 90/180/270° uniformly; 0 = unrotated."""
+def sample_rotations(n: int, prob: float, device: torch.device | str = "cpu", group: int = 1) -> torch.Tensor:
+    """Rotation labels of n samples: each sample's angle is 90/180/270° uniformly; whether it is
+    rotated at all (else 0) is drawn with probability `prob` once per run of `group` consecutive
+    samples: 1 (each on its own), or the batch size (the original code's rand_rot: a view's whole
+    batch is rotated or none of it)."""
     angle = torch.randint(1, 4, (n,))
-    rotated = torch.rand(n) < prob
+    rotated = torch.rand(n // group) < prob
+    if group > 1:
+        rotated = rotated.repeat_interleave(group)
     return (angle * rotated).to(device, non_blocking=True)
 
 

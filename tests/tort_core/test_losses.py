@@ -72,10 +72,13 @@ def test_centre_is_an_ema_of_teacher_batch_means():
     assert torch.allclose(loss_fn.center, (0.9 * 0.1 + 0.1) * torch.tensor([[2.0, 2.0, 2.0]]))
 
 
-def test_teacher_temperature_warms_up_linearly_then_stays():
+def test_teacher_temperature_follows_dinos_linspace_warm_up_then_stays():
+    # DINO's main_dino.py: concatenate(linspace(warmup_teacher_temp, teacher_temp, W), ones(rest) * teacher_temp)
+    # reaches teacher_temp at epoch W − 1, not W.
     warm = DistillLoss(8, teacher_temp=0.06, warmup_teacher_temp=0.02, warmup_teacher_temp_epochs=4)
-    assert [round(warm.teacher_temperature(e), 6) for e in range(6)] == [0.02, 0.03, 0.04, 0.05, 0.06, 0.06]
+    assert [round(warm.teacher_temperature(e), 6) for e in range(6)] == [0.02, 0.033333, 0.046667, 0.06, 0.06, 0.06]
     assert [teacher_temperature(e, 0.06, 0.02, 4) for e in range(6)] == [warm.teacher_temperature(e) for e in range(6)]
+    assert [teacher_temperature(e, 0.06, 0.02, 1) for e in range(3)] == [0.02, 0.06, 0.06]  # linspace(a, b, 1) == [a]
     thesis = DistillLoss.from_config(build_config("tort", "thesis", check_names=False), num_classes=102)
     assert [thesis.teacher_temperature(e) for e in (0, 50, 102)] == [0.04] * 3  # the thesis: constant 0.04
 

@@ -28,6 +28,7 @@ them in order.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
