@@ -113,6 +113,9 @@ class SupervisedRecipe(Recipe):
             policy = below.get("aug.randaugment")
             return {"optim.cooldown_epochs": min(1, below.get("optim.cooldown_epochs")),
                     "aug.randaugment": milder_randaugment(policy, 5) if policy else policy}
+        if profile == "small":
+            # No longer a cool-down than the recipe's own; photographs keep the recipe's RandAugment.
+            return {"optim.cooldown_epochs": min(1, below.get("optim.cooldown_epochs"))}
         return {}
 
     def normalization(self, cfg: RunConfig) -> str:
