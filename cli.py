@@ -112,6 +112,21 @@ def train(
         return
     resumed = f" (resumed after epoch {result.start_epoch})" if result.start_epoch else ""
     out.print(f"completed {len(result.records)} epochs{resumed}: {scores}", markup=False)
+    _note_collapse(final, cfg.heads.out_dim)
+
+
+def _note_collapse(final: dict, out_dim: int) -> None:
+    """A teacher that ended near the uniform distribution taught nothing: say so under the scores."""
+    import math
+
+    from analysis.health import COLLAPSE_TOLERANCE
+
+    entropy = final.get("teacher_entropy")
+    if entropy is None or not math.isfinite(entropy) or entropy < (1 - COLLAPSE_TOLERANCE) * math.log(out_dim):
+        return
+    err.print(f"note: the teacher ended near the uniform distribution (teacher_entropy {entropy:.2f} of "
+              f"log {out_dim} = {math.log(out_dim):.2f} nats): distillation carried no information at the end, "
+              f"and the scores come from the other losses", markup=False)
 
 
 @app.command("config")

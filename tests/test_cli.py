@@ -92,3 +92,16 @@ def test_config_prints_the_resolved_yaml_and_keys(monkeypatch, capsys):
         cli.main()
     keys = capsys.readouterr().out.split()
     assert exc.value.code == 0 and "loss.teacher_temp" in keys and "views.mask_scale" in keys and "optim.fused" in keys
+
+
+def test_train_says_when_the_teacher_ended_near_uniform(capsys):
+    import math
+
+    import cli
+
+    cli._note_collapse({"teacher_entropy": 0.99 * math.log(256)}, 256)
+    note = capsys.readouterr().err
+    assert "near the uniform distribution" in note and "5.55" in note
+    for final in ({"teacher_entropy": 0.9 * math.log(256)}, {"teacher_entropy": float("nan")}, {}):
+        cli._note_collapse(final, 256)  # a teacher that learned, or a recipe without one: nothing
+        assert capsys.readouterr().err == ""
