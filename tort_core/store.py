@@ -233,6 +233,23 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
+def _enter_wal(con: sqlite3.Connection, timeout: float = 60.0) -> None:
+    """`PRAGMA journal_mode=WAL`, retried: SQLite answers "database is locked" at once, without its
+    busy handler, when another connection holds a lock while this one changes (or first reads) the
+    journal mode, as two drivers opening a new store together do."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
+
+
 class ResultStore:
     """The store at `root`. Reads need nothing; the first write creates the database (and imports
     a store of Parquet files written before it existed). Safe to share between threads."""
@@ -262,7 +279,7 @@ class ResultStore:
             con = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=True)
             try:
                 con.execute("PRAGMA busy_timeout=60000")
-                con.execute("PRAGMA journal_mode=WAL")
+                _enter_wal(con)
                 # WAL + NORMAL: a commit survives the process being killed; only a power cut can lose
                 # the last commits (never the database).
                 con.execute("PRAGMA synchronous=NORMAL")

@@ -18,7 +18,7 @@ from tort_core.trainer import fit
 
 # The demo profile's ViT, and a Swin of the same width and final token grid for 32-px inputs:
 # patch 4 → 8×8 tokens, one patch merging → 4×4; window 4, so a 16-px local crop's first-stage grid
-# is exactly one window (see README, "Region-level loss and Swin backbones").
+# is exactly one window (see docs/training.md, "Region-level loss and Swin backbones").
 VIT = {"model.name": "vit_tiny_patch16_224",
        "model.kwargs": {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}}
 SWIN = {"model.name": "swin_tiny_patch4_window7_224",
