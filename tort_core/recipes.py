@@ -108,11 +108,15 @@ class SupervisedRecipe(Recipe):
     def profile_overrides(self, profile: str, below: Resolved) -> dict[str, Any]:
         if profile == "demo":
             # No longer a cool-down than the recipe's own (the thesis's baseline and augreg and deit
-            # have none), and a RandAugment (where the recipe and preset use one) capped at magnitude
-            # 5, which 32-px digits survive.
+            # have none), a RandAugment (where the recipe and preset use one) capped at magnitude 5,
+            # which 32-px digits survive, crops of at least 40% of the image (Tort's global crops
+            # under the demo), and no Mixup or CutMix: with them every supervised recipe stayed at
+            # chance in the demo's 4 + 1 epochs (docs/fidelity.md, "Under the demo profile").
             policy = below.get("aug.randaugment")
+            lo, hi = below.get("aug.scale")
             return {"optim.cooldown_epochs": min(1, below.get("optim.cooldown_epochs")),
-                    "aug.randaugment": milder_randaugment(policy, 5) if policy else policy}
+                    "aug.randaugment": milder_randaugment(policy, 5) if policy else policy,
+                    "aug.scale": (max(lo, 0.4), hi), "aug.mixup": 0.0, "aug.cutmix": 0.0}
         if profile == "small":
             # No longer a cool-down than the recipe's own; photographs keep the recipe's RandAugment.
             return {"optim.cooldown_epochs": min(1, below.get("optim.cooldown_epochs"))}
