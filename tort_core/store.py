@@ -274,8 +274,15 @@ class ResultStore:
         if con is None:
             self.root.mkdir(parents=True, exist_ok=True)
             # Created here with open()'s mode (0666 & ~umask; SQLite's own would be 0644), so a
-            # group that shares the store may write it; its -wal/-shm files copy this mode.
-            os.close(os.open(self.db_path, os.O_CREAT | os.O_RDWR, 0o666))
+            # group that shares the store may write it; its -wal/-shm files copy this mode. Only
+            # when it does not exist: SQLite's locks are POSIX locks, which this process would lose
+            # on closing *any* descriptor of an existing store, the other connections' included
+            # (a reader elsewhere could then delete the write-ahead log under them).
+            if not self.db_path.exists():
+                try:
+                    os.close(os.open(self.db_path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666))
+                except FileExistsError:
+                    pass  # another process created it first
             con = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=True)
             try:
                 con.execute("PRAGMA busy_timeout=60000")
