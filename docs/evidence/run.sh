@@ -22,8 +22,8 @@ for dataset in flowers17 cars49; do
         --baseline augreg --method tort --max-concurrent 2 --no-progress --out "$RESULTS/compare"
 done
 # The thesis's loss-subset ablation on one dataset: every non-empty subset of distill, supervised,
-# rotation, 3 seeds (the spec's; all three losses is the comparisons' Tort trial, reused).
-tort sweep sweeps/loss_subsets.yaml --profile small --set data.root="$DATA/flowers17" \
-    --results "$RESULTS" --max-concurrent 2 --no-progress
+# rotation, 2 seeds (all three losses is the comparisons' Tort trial, reused).
+tort sweep docs/evidence/loss_subsets.yaml --set data.root="$DATA/flowers17" \
+    --results "$RESULTS" --max-concurrent 2 --no-progress --resume
 tort report --results "$RESULTS" --baseline sota --baseline augreg --out "$OUT/report"
 tort export --results "$RESULTS" --out "$OUT/store" --portable
