@@ -152,8 +152,8 @@ def show_config(
 @app.command()
 def sweep(
     spec: Path = typer.Argument(..., help="sweep spec (YAML), e.g. sweeps/teacher_temp.yaml"),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="replace the spec's profile (demo: tiny ViT "
-                                                                         "on the embedded digits)"),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="replace the spec's profile: " + "; ".join(
+        f"{p.name}: {p.summary}" for p in PROFILE_INFO.values())),
     sets: Optional[list[str]] = SETS,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the trials, what varies, their ids and the "
                                                           "estimated cost; run nothing"),
