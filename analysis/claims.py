@@ -344,6 +344,10 @@ def _subset(label: str) -> frozenset[str]:
     return frozenset(x.strip() for x in inner.split(",") if x.strip())
 
 
+def _unfinished(n: int) -> str:
+    return f" ({n} not finished, left out)" if n else ""
+
+
 def _loss_subsets(c: Claim, ab: Ablation, tab: pd.DataFrame, trials: pd.DataFrame) -> Assessment:
     """Four sub-claims, each checked on its own; the verdict is the weakest of them."""
     metric = c.metric
@@ -352,27 +356,30 @@ def _loss_subsets(c: Claim, ab: Ablation, tab: pd.DataFrame, trials: pd.DataFram
     for v, g in done.groupby("value"):
         if metric in g:
             by[_subset(v)] = g[metric].to_numpy(dtype=float)
-    failed = trials.groupby("value")["status"].apply(lambda s: int((s == "failed").sum())).to_dict()
-    total = trials.groupby("value").size().to_dict()
-    fail_by = {_subset(v): (failed.get(v, 0), total.get(v, 0)) for v in total}
+    # per subset: (failed, completed, not finished); a trial still running or stopped is neither
+    counts = trials.groupby("value")["status"].agg(
+        lambda s: (int((s == "failed").sum()), int((s == "completed").sum()),
+                   int((~s.isin(["failed", "completed"])).sum())))
+    fail_by = {_subset(v): c for v, c in counts.items()}
     rot, dist, sup = frozenset({"rotation"}), frozenset({"distill"}), frozenset({"supervised"})
     dr, allthree = frozenset({"distill", "rotation"}), frozenset({"distill", "supervised", "rotation"})
     parts, verdicts = [], []
 
     # (1) rotation alone unstable: failures, or the widest spread across seeds
     if rot in fail_by:
-        f, n = fail_by[rot]
+        f, ok, open_ = fail_by[rot]
         sds = {k: float(np.std(v, ddof=1)) for k, v in by.items() if len(v) > 1}
         widest = bool(sds) and rot in sds and sds[rot] == max(sds.values())
-        parts.append(f"rotation only: {f}/{n} trials failed, seed SD {fmt_num(sds.get(rot, math.nan))}"
-                     f"{' (the widest)' if widest else ''}.")
+        parts.append(f"rotation only: {f}/{f + ok} finished trials failed{_unfinished(open_)}, "
+                     f"seed SD {fmt_num(sds.get(rot, math.nan))}{' (the widest)' if widest else ''}.")
         verdicts.append(CONSISTENT if f > 0 or widest else (NOT_SUPPORTED if len(sds) > 1 else INSUFFICIENT))
     # (2) distillation alone and supervised alone complete
     for s, name in ((dist, "distill"), (sup, "supervised")):
         if s in fail_by:
-            f, n = fail_by[s]
+            f, ok, open_ = fail_by[s]
             m = mean_ci(by.get(s, []))
-            parts.append(f"{name} only: {n - f}/{n} completed, {metric_label(metric)} {m.fmt()}.")
+            parts.append(f"{name} only: {ok}/{f + ok} finished trials completed{_unfinished(open_)}, "
+                         f"{metric_label(metric)} {m.fmt()}.")
             verdicts.append(CONSISTENT if f == 0 and m.n > 0 else NOT_SUPPORTED)
     # (3) distill+rotation slightly better than distill alone
     if dr in by and dist in by:

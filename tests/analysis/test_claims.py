@@ -136,3 +136,20 @@ def test_one_seed_per_value_is_insufficient_not_a_lean(frames):
     a = _assess(frames, "loss.teacher_temp", [0.02, 0.04], seeds=(0,),
                 distill=lambda v: (5.0, 1.0 if v < 0.04 else 4.0))
     assert a.verdict == claims.INSUFFICIENT and "1 seed per value" in a.data_says
+
+
+def test_loss_subsets_count_unfinished_trials_apart_from_completed_and_failed(frames):
+    # seed 2 of distill-only is still running and seed 3 of rotation-only failed: neither is
+    # "completed", and the running one is not a failure either
+    specs = []
+    for v in (["distill"], ["rotation"], ["distill", "supervised", "rotation"]):
+        specs += [{"recipe": "tort", "dataset": "digits", "seed": s, "sweep": "ab", "overrides": {"loss.enabled": v},
+                   "axes": {"loss.enabled": v}} for s in (0, 1)]
+    specs += [{"recipe": "tort", "dataset": "digits", "seed": 2, "sweep": "ab", "upto": 3,
+               "overrides": {"loss.enabled": ["distill"]}, "axes": {"loss.enabled": ["distill"]}},
+              {"recipe": "tort", "dataset": "digits", "seed": 3, "sweep": "ab", "status": "failed", "upto": 1,
+               "overrides": {"loss.enabled": ["rotation"]}, "axes": {"loss.enabled": ["rotation"]}}]
+    (ab,) = find_ablations(Store.from_frames(*frames(specs)))
+    (a,) = claims.assess(ab)
+    assert "distill only: 2/2 finished trials completed (1 not finished, left out)" in a.data_says
+    assert "rotation only: 1/3 finished trials failed," in a.data_says
