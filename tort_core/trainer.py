@@ -30,7 +30,7 @@ import torch
 import yaml
 from timm.optim import param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from .catalog import MACHINE_METRICS  # noqa: F401 (public API)
 from .checkpoint import (CorruptCheckpoint, checkpoint_writer, discard_partial_writes,  # noqa: F401 (public API)
@@ -141,6 +141,20 @@ class SeededViews(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
+        if get_worker_info() is not None:
+            return self._view(epoch, index)
+        # Without loader workers (data.num_workers 0, as in a one-CPU sweep trial) this runs in the
+        # training process: reseeding there would also reset the stream that dropout and stochastic
+        # depth draw from, so a run's numbers would depend on num_workers. Its state is put back.
+        saved = torch.get_rng_state(), random.getstate(), np.random.get_state()
+        try:
+            return self._view(epoch, index)
+        finally:
+            torch.set_rng_state(saved[0])
+            random.setstate(saved[1])
+            np.random.set_state(saved[2])
+
+    def _view(self, epoch: int, index: int):
         s = _mix(self.seed, epoch, index, 2)
         # The CPU generator only: torch.manual_seed would also queue a lazy seed for each
         # accelerator backend, building a Python traceback each time (~1 ms an image).

@@ -155,6 +155,21 @@ def test_one_loader_pass_spans_all_epochs_so_workers_never_restart_cold(tiny_cfg
     assert sorted({e for _, e in drawn}) == [0, 1, 2]  # ...through every epoch
 
 
+@pytest.mark.parametrize("recipe", ["sota", "tort"])
+def test_loader_workers_change_no_number(tiny_cfg, recipe):
+    # num_workers is a speed setting (a one-CPU sweep trial runs with 0): the views are seeded per
+    # image either way, and without workers that seeding must not reset the training process's own
+    # stream (dropout and stochastic depth, on in both recipes), or a sweep trial would not
+    # reproduce `tort train` of the same trial id.
+    cfg = tiny_cfg(recipe)
+    assert cfg.model.drop_path > 0 or cfg.model.dropout > 0
+    runs = [fit(tiny_cfg(recipe, **{"data.num_workers": w})) for w in (0, 1)]
+    assert all(r.status == "completed" for r in runs)
+    # equal up to float rounding: the thread count of the training process differs between the two
+    for a, b in zip(_metrics(runs[0].records), _metrics(runs[1].records), strict=True):
+        assert a == pytest.approx(b, rel=1e-4)
+
+
 class Interrupt(Exception):
     pass
 
