@@ -9,6 +9,8 @@
 # DATA holds flowers17/ and cars49/ in ImageFolder layout (train/<class>/, test/<class>/); see
 # docs/evidence/README.md for their public sources and how they were cut. Runs already in the store
 # (RESULTS) are reused, so an interrupted study continues where it stopped.
+# Each `tort compare` runs one dataset; the two runs of a baseline add to one comparison (the root
+# is not part of its name), so the report tests both datasets together (Holm over the two).
 set -euo pipefail
 DATA=${DATA:?set DATA to the folder holding flowers17/ and cars49/}
 RESULTS=${RESULTS:-results-evidence}

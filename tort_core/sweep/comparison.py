@@ -45,7 +45,10 @@ def parse_seeds(text: str | int | Sequence[int]) -> int | list[int]:
 def comparison_name(baseline: str, method: str, profile: str, mode: str, settings: dict[str, Any]) -> str:
     """compare-<method>-vs-<baseline>-<profile>-<mode>[-<hash of overrides>]: one sweep per setting,
     so two comparisons under different overrides never share a name (or a report block). Seeds
-    and datasets are not part of it: more seeds of the same setting add to the same comparison."""
+    and datasets are not part of it, an ImageFolder root (`data.root`) included: more seeds, or
+    another dataset, of the same setting add to the same comparison, which the report then tests
+    across its datasets (Holm, IQM)."""
+    settings = {k: v for k, v in settings.items() if k != "data.root"}
     name = f"compare-{method}-vs-{baseline}-{profile}-{mode}"
     if settings:
         blob = json.dumps(settings, sort_keys=True, default=str)
@@ -155,10 +158,15 @@ def expand_comparison(baseline: str, method: str, datasets: Sequence[str] | None
     """(spec, expansion): the comparison's trials with their configs; nothing is run or read."""
     from .expand import expand
 
-    sets = dict(sets or {})
-    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, comparison_overrides(epochs, init), sets,
-                           baseline_sets)
+    sets = _with_named_options(sets, epochs, init)
+    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, {}, sets, baseline_sets)
     return spec, expand(spec, profile=profile, sets=sets)
+
+
+def _with_named_options(sets: dict[str, Any] | None, epochs: int | None, init: str | Path | None) -> dict[str, Any]:
+    # --epochs and --init go with the --set overrides, not into the spec's own overrides: those must
+    # be valid alone, and `--epochs 1 --set optim.warmup_epochs=0` is only valid together.
+    return {**comparison_overrides(epochs, init), **(sets or {})}
 
 
 @dataclass
@@ -181,9 +189,8 @@ def run_comparison(baseline: str = "sota", method: str = "tort", datasets: Seque
     """Plan the comparison sweep and run the trials the store lacks (unless run=False)."""
     from . import plan_sweep, run_sweep
 
-    sets = dict(sets or {})
-    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, comparison_overrides(epochs, init), sets,
-                           baseline_sets)
+    sets = _with_named_options(sets, epochs, init)
+    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, {}, sets, baseline_sets)
     plan = plan_sweep(spec, profile=profile, sets=sets, results_dir=results_dir)
     outcome = None
     if run and plan.to_run:
