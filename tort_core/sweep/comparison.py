@@ -94,8 +94,7 @@ def method_values(method: str, profile: str, mode: str, settings: dict[str, Any]
 
 
 def comparison_spec(baseline: str, method: str, datasets: Sequence[str] | None, seeds: int | list[int],
-                    profile: str, mode: str, overrides: dict[str, Any], sets: dict[str, Any],
-                    baseline_sets: dict[str, Any] | None = None):
+                    profile: str, mode: str, sets: dict[str, Any], baseline_sets: dict[str, Any] | None = None):
     """The comparison as a sweep spec: `recipe` is its axis. `baseline_sets` are overrides for the
     baseline's trials only (`--baseline-set fidelity=as_run`: the baseline as the original code ran
     it, the method as configured); they are zipped with the recipe axis, the method's side taking
@@ -120,19 +119,19 @@ def comparison_spec(baseline: str, method: str, datasets: Sequence[str] | None, 
         if key in ("recipe", "mode", "seed", "data.dataset"):
             raise ConfigError(f"--baseline-set {key}: not a per-arm setting; use --baseline/--method, --mode, --seeds "
                               f"or --datasets")
-        if key in sets or key in overrides:
+        if key in sets:
             raise ConfigError(f"--baseline-set {key}: also set for both arms (--set or a named option); pass it "
                               f"one way")
-    settings = {**overrides, **sets}
+    settings = dict(sets)
     if baseline_sets:
         settings["baseline-set"] = baseline_sets
     name = comparison_name(baseline, method, profile, mode, settings)
     description = f"{method} vs {baseline} ({profile}, {mode})"
     data: dict[str, Any] = {"name": name, "description": description,
-                            "recipe": method, "profile": profile, "mode": mode, "overrides": overrides, "seeds": seeds}
+                            "recipe": method, "profile": profile, "mode": mode, "seeds": seeds}
     if baseline_sets:
         keys = list(baseline_sets)
-        mine = method_values(method, profile, mode, {**overrides, **sets}, keys)
+        mine = method_values(method, profile, mode, sets, keys)
         data["zip"] = [{"recipe": [baseline, method], **{k: [baseline_sets[k], v] for k, v in zip(keys, mine)}}]
         data["description"] = description + " with " + ", ".join(f"{k}={v}" for k, v in baseline_sets.items()) + \
             f" for {baseline} only"
@@ -143,13 +142,15 @@ def comparison_spec(baseline: str, method: str, datasets: Sequence[str] | None, 
     return spec_from_dict(data, source=f"tort compare ({name})")
 
 
-def comparison_overrides(epochs: int | None, init: str | Path | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
+def with_named_options(sets: dict[str, Any] | None, epochs: int | None, init: str | Path | None) -> dict[str, Any]:
+    """The --set overrides with --epochs and --init among them: they are validated together, since
+    `--epochs 1 --set optim.warmup_epochs=0` is only valid as a pair."""
+    named: dict[str, Any] = {}
     if epochs is not None:
-        overrides["epochs"] = epochs
+        named["epochs"] = epochs
     if init is not None:
-        overrides["model.init"] = str(Path(init).expanduser().resolve())
-    return overrides
+        named["model.init"] = str(Path(init).expanduser().resolve())
+    return {**named, **(sets or {})}
 
 
 def expand_comparison(baseline: str, method: str, datasets: Sequence[str] | None, seeds: int | list[int],
@@ -158,15 +159,9 @@ def expand_comparison(baseline: str, method: str, datasets: Sequence[str] | None
     """(spec, expansion): the comparison's trials with their configs; nothing is run or read."""
     from .expand import expand
 
-    sets = _with_named_options(sets, epochs, init)
-    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, {}, sets, baseline_sets)
+    sets = with_named_options(sets, epochs, init)
+    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, sets, baseline_sets)
     return spec, expand(spec, profile=profile, sets=sets)
-
-
-def _with_named_options(sets: dict[str, Any] | None, epochs: int | None, init: str | Path | None) -> dict[str, Any]:
-    # --epochs and --init go with the --set overrides, not into the spec's own overrides: those must
-    # be valid alone, and `--epochs 1 --set optim.warmup_epochs=0` is only valid together.
-    return {**comparison_overrides(epochs, init), **(sets or {})}
 
 
 @dataclass
@@ -189,8 +184,8 @@ def run_comparison(baseline: str = "sota", method: str = "tort", datasets: Seque
     """Plan the comparison sweep and run the trials the store lacks (unless run=False)."""
     from . import plan_sweep, run_sweep
 
-    sets = _with_named_options(sets, epochs, init)
-    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, {}, sets, baseline_sets)
+    sets = with_named_options(sets, epochs, init)
+    spec = comparison_spec(baseline, method, datasets, seeds, profile, mode, sets, baseline_sets)
     plan = plan_sweep(spec, profile=profile, sets=sets, results_dir=results_dir)
     outcome = None
     if run and plan.to_run:
