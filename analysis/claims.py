@@ -360,7 +360,7 @@ def _loss_subsets(c: Claim, ab: Ablation, tab: pd.DataFrame, trials: pd.DataFram
     counts = trials.groupby("value")["status"].agg(
         lambda s: (int((s == "failed").sum()), int((s == "completed").sum()),
                    int((~s.isin(["failed", "completed"])).sum())))
-    fail_by = {_subset(v): c for v, c in counts.items()}
+    fail_by = {_subset(v): n for v, n in counts.items()}
     rot, dist, sup = frozenset({"rotation"}), frozenset({"distill"}), frozenset({"supervised"})
     dr, allthree = frozenset({"distill", "rotation"}), frozenset({"distill", "supervised", "rotation"})
     parts, verdicts = [], []
